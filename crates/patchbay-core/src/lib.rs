@@ -1,0 +1,22 @@
+//! Patchbay's domain: prefixed ids, tenants, API keys, connections, audit events,
+//! validation rules and the [`Store`] port that the storage crate implements.
+//! Nothing here performs IO, so every other crate can depend on it.
+
+pub mod api_key;
+pub mod audit;
+pub mod connection;
+pub mod error;
+pub mod id;
+pub mod metadata;
+pub mod page;
+pub mod sealed;
+pub mod store;
+pub mod tenant;
+pub mod time;
+
+pub use error::{StoreError, ValidationError};
+pub use id::{ApiKeyId, AuditEventId, ConnectionId, DataKeyId, Id, TenantId};
+pub use metadata::Metadata;
+pub use page::{Page, PageRequest};
+pub use store::Store;
+pub use time::Timestamp;

@@ -1,0 +1,284 @@
+//! The storage port. `patchbay-store` implements it for SQLite and PostgreSQL.
+//!
+//! Every method that touches a tenant's data takes the [`TenantId`], and a record
+//! of another tenant behaves exactly like a missing one. The few methods that
+//! cross tenants say so in their name (`system_…`) or are the key-id lookup that
+//! authentication needs before it knows the tenant.
+//! Every mutation that a user causes takes its [`AuditEvent`] and writes it in the
+//! same transaction, so an action and its audit record exist together or not at all.
+
+use async_trait::async_trait;
+
+use crate::api_key::{ApiKey, ApiKeyCredential};
+use crate::audit::AuditEvent;
+use crate::connection::{
+    AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ValidationRecord,
+};
+use crate::sealed::{DataKeyRecord, MasterKeyCheck, Rewrap, SealedSecret};
+use crate::tenant::Tenant;
+use crate::{
+    ApiKeyId, AuditEventId, ConnectionId, DataKeyId, Page, PageRequest, StoreError, TenantId,
+    Timestamp,
+};
+
+/// Result of storage calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Outcome of a compare-and-swap update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Updated<T> {
+    /// Applied; the new record.
+    Applied(T),
+    /// The record changed since it was read; read it again and retry.
+    Stale,
+    /// No such record for this tenant.
+    NotFound,
+}
+
+/// The sealed material that belongs to the master keyring: check values and the
+/// tenants' wrapped data keys. Master-key rotation needs only this.
+#[async_trait]
+pub trait KeyringStore: Send + Sync {
+    /// Every stored check value.
+    async fn master_key_checks(&self) -> StoreResult<Vec<MasterKeyCheck>>;
+    /// Stores a check value unless one exists for that key id.
+    async fn insert_master_key_check(&self, check: &MasterKeyCheck) -> StoreResult<()>;
+    /// How many data keys each master key id wraps.
+    async fn data_key_counts(&self) -> StoreResult<Vec<(String, u64)>>;
+    /// One data key wrapped by `master_key_id`, if any (a start-up probe).
+    async fn sample_data_key(&self, master_key_id: &str) -> StoreResult<Option<DataKeyRecord>>;
+    /// Data keys not wrapped by `primary`, by ascending id after `after`.
+    async fn system_data_keys_not_under(
+        &self,
+        primary: &str,
+        after: Option<DataKeyId>,
+        limit: u32,
+    ) -> StoreResult<Vec<DataKeyRecord>>;
+    /// Applies re-wraps in one transaction; each only if the stored wrapping is
+    /// still the expected one. Returns how many were applied.
+    async fn rewrap_data_keys(&self, rewraps: &[Rewrap]) -> StoreResult<u64>;
+}
+
+/// Tenants and their data keys.
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Creates a tenant with its data key.
+    async fn create_tenant(
+        &self,
+        tenant: &Tenant,
+        data_key: &DataKeyRecord,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// One tenant.
+    async fn get_tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>>;
+    /// Tenants, newest first.
+    async fn list_tenants(&self, page: &PageRequest<TenantId>) -> StoreResult<Page<Tenant>>;
+    /// Replaces name, status and metadata if `updated_at` is still `expected_updated_at`.
+    async fn update_tenant(
+        &self,
+        tenant: &Tenant,
+        expected_updated_at: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Updated<Tenant>>;
+    /// Deletes the tenant and everything it owns, its data key first: whatever
+    /// ciphertext survives in backups can no longer be opened. False if absent.
+    async fn delete_tenant(&self, id: TenantId, audit: &AuditEvent) -> StoreResult<bool>;
+    /// The tenant's current data key.
+    async fn tenant_data_key(&self, tenant: TenantId) -> StoreResult<Option<DataKeyRecord>>;
+}
+
+/// Tenant API keys.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Stores a new key with the argon2id hash of its secret.
+    async fn create_api_key(&self, key: &ApiKey, hash: &str, audit: &AuditEvent)
+    -> StoreResult<()>;
+    /// One key of the tenant.
+    async fn get_api_key(&self, tenant: TenantId, id: ApiKeyId) -> StoreResult<Option<ApiKey>>;
+    /// The tenant's keys, newest first.
+    async fn list_api_keys(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest<ApiKeyId>,
+    ) -> StoreResult<Page<ApiKey>>;
+    /// Marks a key revoked (idempotent: the first revocation time stays).
+    async fn revoke_api_key(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        at: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<ApiKey>>;
+    /// What authentication needs, by the key id embedded in a token. The tenant is
+    /// not known yet at this point; this is the one lookup by key id alone.
+    async fn find_api_key_credential(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeyCredential>>;
+    /// Records last use times (batched by the caller; never moves a time backwards).
+    async fn touch_api_keys(&self, uses: &[(TenantId, ApiKeyId, Timestamp)]) -> StoreResult<()>;
+}
+
+/// A connection as created: the record, its sealed key and the data key that sealed it.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    /// The record.
+    pub connection: Connection,
+    /// The data key used.
+    pub data_key_id: DataKeyId,
+    /// The sealed Stripe key.
+    pub secret: SealedSecret,
+    /// When the background validator should first look.
+    pub next_validation_at: Timestamp,
+}
+
+/// A connection with everything needed to open its key.
+#[derive(Debug, Clone)]
+pub struct ConnectionSecrets {
+    /// The record.
+    pub connection: Connection,
+    /// The data key that sealed the secrets.
+    pub data_key: DataKeyRecord,
+    /// The current key, sealed.
+    pub secret: SealedSecret,
+    /// The key replaced by the last rotation, while kept.
+    pub previous_secret: Option<SealedSecret>,
+}
+
+/// A key rotation, applied atomically.
+#[derive(Debug, Clone)]
+pub struct SecretRotation {
+    /// Secret or restricted key.
+    pub auth_method: AuthMethod,
+    /// Hint of the new key.
+    pub key_hint: String,
+    /// The data key used.
+    pub data_key_id: DataKeyId,
+    /// The new key, sealed.
+    pub secret: SealedSecret,
+    /// The old key, re-sealed as the previous one, with its hint and expiry; `None` destroys it.
+    pub previous: Option<(SealedSecret, String, Timestamp)>,
+    /// The new key's test call.
+    pub validation: ValidationRecord,
+    /// When changed.
+    pub updated_at: Timestamp,
+}
+
+/// Stripe connections.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Stores a new connection. A taken `external_id` is a `Conflict`.
+    async fn create_connection(&self, new: &NewConnection, audit: &AuditEvent) -> StoreResult<()>;
+    /// One connection of the tenant.
+    async fn get_connection(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+    ) -> StoreResult<Option<Connection>>;
+    /// One connection of the tenant by its external id.
+    async fn find_connection_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &str,
+    ) -> StoreResult<Option<Connection>>;
+    /// One connection with its sealed keys and data key.
+    async fn get_connection_secrets(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+    ) -> StoreResult<Option<ConnectionSecrets>>;
+    /// The tenant's connections matching `filter`, newest first.
+    async fn list_connections(
+        &self,
+        tenant: TenantId,
+        filter: &ConnectionFilter,
+        page: &PageRequest<ConnectionId>,
+    ) -> StoreResult<Page<Connection>>;
+    /// Replaces the editable fields if `updated_at` is still `expected_updated_at`.
+    async fn update_connection_details(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        details: &ConnectionDetails,
+        expected_updated_at: Timestamp,
+        updated_at: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Updated<Connection>>;
+    /// Records a test call's outcome and releases any validation lease.
+    async fn record_validation(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        record: &ValidationRecord,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<Option<Connection>>;
+    /// Swaps in a new key (and keeps or destroys the old one) in one statement.
+    async fn rotate_connection_secret(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        rotation: &SecretRotation,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Connection>>;
+    /// Deletes a connection and its sealed keys. False if absent.
+    async fn delete_connection(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Leases up to `limit` connections due for re-validation until `lease_until`,
+    /// across all tenants, skipping rows another replica holds.
+    async fn system_claim_due_validations(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(TenantId, ConnectionId)>>;
+    /// Destroys previous keys whose grace period ended; returns how many.
+    async fn system_purge_expired_previous_keys(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
+/// Filters for the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this action (`connection.rotated`).
+    pub action: Option<String>,
+    /// Only events about this record id.
+    pub target_id: Option<String>,
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an event on its own (for events that change nothing else).
+    async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// The tenant's events (or, with `None`, the platform's), newest first.
+    async fn list_audit_events(
+        &self,
+        tenant: Option<TenantId>,
+        filter: &AuditFilter,
+        page: &PageRequest<AuditEventId>,
+    ) -> StoreResult<Page<AuditEvent>>;
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// Everything Patchbay stores.
+#[async_trait]
+pub trait Store:
+    KeyringStore + TenantStore + ApiKeyStore + ConnectionStore + AuditStore + std::fmt::Debug
+{
+    /// The database in use.
+    fn backend(&self) -> Backend;
+    /// Whether the database answers (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Closes the pool, waiting for connections to return.
+    async fn close(&self);
+}
