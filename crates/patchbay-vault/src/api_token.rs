@@ -16,8 +16,8 @@ use patchbay_core::id::ENCODED_LEN;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::error::random_bytes;
 use crate::VaultError;
+use crate::error::random_bytes;
 
 /// Prefix of tenant API keys.
 pub const TENANT_PREFIX: &str = "pbk_";
@@ -138,10 +138,7 @@ impl ApiKeyHasher {
     /// Whether `secret` matches the stored PHC string. CPU-heavy: call from a blocking thread.
     pub fn verify(&self, secret: &str, phc: &str) -> Result<bool, VaultError> {
         let hash = PasswordHash::new(phc).map_err(|e| VaultError::Hash(e.to_string()))?;
-        Ok(self
-            .argon
-            .verify_password(secret.as_bytes(), &hash)
-            .is_ok())
+        Ok(self.argon.verify_password(secret.as_bytes(), &hash).is_ok())
     }
 }
 

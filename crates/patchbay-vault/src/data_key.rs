@@ -10,9 +10,9 @@ use patchbay_core::{DataKeyId, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
+use crate::VaultError;
 use crate::error::random_bytes;
 use crate::format::{self, NONCE_LEN};
-use crate::VaultError;
 
 /// Where a secret lives: its owner, its record and its field. A ciphertext only
 /// opens in the context it was sealed in.
@@ -174,7 +174,10 @@ mod tests {
         let a = key.seal(ctx(tenant, "conn_a"), &secret).unwrap();
         let b = key.seal(ctx(tenant, "conn_a"), &secret).unwrap();
         assert_ne!(a, b, "every seal uses a fresh nonce");
-        assert_eq!(key.open(ctx(tenant, "conn_a"), &a).unwrap().expose_secret(), SECRET);
+        assert_eq!(
+            key.open(ctx(tenant, "conn_a"), &a).unwrap().expose_secret(),
+            SECRET
+        );
         assert!(!a.0.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
     }
 
@@ -194,7 +197,10 @@ mod tests {
         let mut truncated = sealed.clone();
         truncated.0.truncate(sealed.0.len() - 1);
         assert!(key.open(ctx(tenant, "conn_a"), &truncated).is_err());
-        assert!(key.open(ctx(tenant, "conn_a"), &SealedSecret(vec![])).is_err());
+        assert!(
+            key.open(ctx(tenant, "conn_a"), &SealedSecret(vec![]))
+                .is_err()
+        );
     }
 
     #[test]
@@ -213,7 +219,10 @@ mod tests {
             field: "previous_api_key",
             ..ctx(tenant, "conn_a")
         };
-        assert!(matches!(key.open(other_field, &sealed), Err(VaultError::Unauthentic)));
+        assert!(matches!(
+            key.open(other_field, &sealed),
+            Err(VaultError::Unauthentic)
+        ));
         // Copied into another tenant's row: that tenant's key is another data key.
         let other = TenantId::new();
         let (_, other_key) = ring.new_data_key(other).unwrap();

@@ -28,7 +28,9 @@ pub enum VaultError {
     #[error("sealed value is malformed ({0})")]
     Malformed(&'static str),
     /// Authentication failed: tampered, moved to another record, or wrong key.
-    #[error("sealed value failed authentication: it was altered, moved from another record, or the key is wrong")]
+    #[error(
+        "sealed value failed authentication: it was altered, moved from another record, or the key is wrong"
+    )]
     Unauthentic,
     /// A secret sealed by another data key than the one offered.
     #[error("secret was sealed by another data key")]

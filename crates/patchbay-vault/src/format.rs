@@ -35,7 +35,9 @@ pub(crate) fn parse_wrapped(bytes: &[u8]) -> Result<WrappedKey<'_>, VaultError> 
     if version != V1 {
         return Err(VaultError::Malformed("unknown wrapped-key version"));
     }
-    let (&len, rest) = rest.split_first().ok_or(VaultError::Malformed("truncated"))?;
+    let (&len, rest) = rest
+        .split_first()
+        .ok_or(VaultError::Malformed("truncated"))?;
     let len = len as usize;
     if rest.len() < len + NONCE_LEN + TAG_LEN {
         return Err(VaultError::Malformed("truncated wrapped key"));

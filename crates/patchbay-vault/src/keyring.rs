@@ -12,10 +12,10 @@ use patchbay_core::{DataKeyId, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
+use crate::VaultError;
 use crate::data_key::DataKey;
 use crate::error::random_bytes;
 use crate::format::{self, NONCE_LEN, TAG_LEN};
-use crate::VaultError;
 
 /// A master key id: 1 to 64 characters of `A-Z a-z 0-9 _ - .`.
 pub type MasterKeyId = String;
@@ -46,7 +46,10 @@ impl fmt::Debug for Keyring {
 pub fn generate_master_key(id: &str) -> Result<SecretString, VaultError> {
     check_key_id(id)?;
     let bytes = Zeroizing::new(random_bytes::<32>()?);
-    Ok(SecretString::from(format!("{id}:{}", STANDARD.encode(*bytes))))
+    Ok(SecretString::from(format!(
+        "{id}:{}",
+        STANDARD.encode(*bytes)
+    )))
 }
 
 fn check_key_id(id: &str) -> Result<(), VaultError> {
@@ -86,7 +89,9 @@ impl Keyring {
             let id = id.trim();
             check_key_id(id)?;
             if keys.iter().any(|k| k.id == id) {
-                return Err(VaultError::Config(format!("master key id '{id}' appears twice")));
+                return Err(VaultError::Config(format!(
+                    "master key id '{id}' appears twice"
+                )));
             }
             let bytes = Zeroizing::new(STANDARD.decode(material.trim()).map_err(|_| {
                 VaultError::Config(format!("master key '{id}' is not valid base64"))
@@ -263,7 +268,9 @@ impl Keyring {
     ) -> Result<Zeroizing<[u8; DATA_KEY_LEN]>, VaultError> {
         let parts = format::parse_wrapped(&record.wrapped)?;
         if parts.master_key_id != record.master_key_id {
-            return Err(VaultError::Malformed("master key id differs from its column"));
+            return Err(VaultError::Malformed(
+                "master key id differs from its column",
+            ));
         }
         let key = self
             .key(parts.master_key_id)
@@ -334,7 +341,10 @@ mod tests {
         let material = "c2VjcmV0LWtleS1tYXRlcmlhbC10aGF0LWlzLXdyb25n";
         let err = Keyring::parse(&SecretString::from(format!("k1:{material}"))).unwrap_err();
         assert!(!err.to_string().contains(material));
-        let debug = format!("{:?}", Keyring::parse(&generate_master_key("k1").unwrap()).unwrap());
+        let debug = format!(
+            "{:?}",
+            Keyring::parse(&generate_master_key("k1").unwrap()).unwrap()
+        );
         assert_eq!(debug, "Keyring { key_ids: [\"k1\"], .. }");
     }
 
@@ -379,14 +389,20 @@ mod tests {
             ..record.clone()
         };
         let reopened = only_new.open_data_key(&moved).unwrap();
-        assert_eq!(reopened.open(ctx, &sealed).unwrap().expose_secret(), "sk_test_x");
+        assert_eq!(
+            reopened.open(ctx, &sealed).unwrap().expose_secret(),
+            "sk_test_x"
+        );
 
         // A wrapped key copied to another tenant's record does not unwrap.
         let stolen = DataKeyRecord {
             tenant_id: TenantId::new(),
             ..record.clone()
         };
-        assert!(matches!(old.open_data_key(&stolen), Err(VaultError::Unauthentic)));
+        assert!(matches!(
+            old.open_data_key(&stolen),
+            Err(VaultError::Unauthentic)
+        ));
         // The column and the self-described key id must agree.
         let relabelled = DataKeyRecord {
             master_key_id: "k2".into(),

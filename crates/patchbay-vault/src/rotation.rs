@@ -6,8 +6,8 @@
 //! (progress is the data itself: whatever is still under an old key is found
 //! again). Each batch commits in one transaction.
 
-use patchbay_core::store::KeyringStore;
 use patchbay_core::DataKeyId;
+use patchbay_core::store::KeyringStore;
 
 use crate::{Keyring, VaultError};
 
@@ -30,12 +30,7 @@ pub async fn key_usage(
     store: &dyn KeyringStore,
 ) -> Result<Vec<KeyUsage>, patchbay_core::StoreError> {
     let counts = store.data_key_counts().await?;
-    let count_of = |id: &str| {
-        counts
-            .iter()
-            .find(|(k, _)| k == id)
-            .map_or(0, |(_, n)| *n)
-    };
+    let count_of = |id: &str| counts.iter().find(|(k, _)| k == id).map_or(0, |(_, n)| *n);
     let mut usage: Vec<KeyUsage> = keyring
         .key_ids()
         .into_iter()

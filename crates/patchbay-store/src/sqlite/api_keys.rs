@@ -1,0 +1,135 @@
+//! Tenant API keys (SQLite).
+
+use async_trait::async_trait;
+use patchbay_core::api_key::{ApiKey, ApiKeyCredential};
+use patchbay_core::audit::AuditEvent;
+use patchbay_core::store::{ApiKeyStore, StoreResult};
+use patchbay_core::{ApiKeyId, Page, PageRequest, TenantId, Timestamp};
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::{SqliteStore, insert_audit};
+use crate::error::map;
+use crate::page::push_page;
+use crate::rows::{
+    API_KEY_COLUMNS, API_KEY_CREDENTIAL_SELECT, ApiKeyCredentialRow, ApiKeyRow, convert,
+};
+use crate::types::{DbTime, db_time};
+
+#[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn create_api_key(
+        &self,
+        key: &ApiKey,
+        hash: &str,
+        audit: &AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, scopes, hint, hash, expires_at, revoked_at, last_used_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.id.uuid())
+        .bind(key.tenant_id.uuid())
+        .bind(&key.name)
+        .bind(key.scopes.to_stored())
+        .bind(&key.hint)
+        .bind(hash)
+        .bind(db_time(key.expires_at))
+        .bind(db_time(key.revoked_at))
+        .bind(db_time(key.last_used_at))
+        .bind(DbTime(key.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(map)
+    }
+
+    async fn get_api_key(&self, tenant: TenantId, id: ApiKeyId) -> StoreResult<Option<ApiKey>> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? AND id = ?"
+        )))
+        .bind(tenant.uuid())
+        .bind(id.uuid())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(map)?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn list_api_keys(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest<ApiKeyId>,
+    ) -> StoreResult<Page<ApiKey>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = "
+        ));
+        qb.push_bind(tenant.uuid());
+        push_page(&mut qb, "id", page);
+        let rows: Vec<ApiKeyRow> = qb
+            .build_query_as()
+            .fetch_all(&self.read)
+            .await
+            .map_err(map)?;
+        Ok(Page::from_rows(convert(rows)?, page))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        at: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<ApiKey>> {
+        let mut tx = self.begin().await?;
+        let row: Option<ApiKeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) \
+             WHERE tenant_id = ? AND id = ? RETURNING {API_KEY_COLUMNS}"
+        )))
+        .bind(DbTime(at))
+        .bind(tenant.uuid())
+        .bind(id.uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(map)?;
+        Ok(Some(row.try_into()?))
+    }
+
+    async fn find_api_key_credential(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeyCredential>> {
+        let row: Option<ApiKeyCredentialRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{API_KEY_CREDENTIAL_SELECT} WHERE k.id = ?"
+        )))
+        .bind(id.uuid())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(map)?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn touch_api_keys(&self, uses: &[(TenantId, ApiKeyId, Timestamp)]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for (tenant, id, at) in uses {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = ? WHERE tenant_id = ? AND id = ? \
+                 AND (last_used_at IS NULL OR last_used_at < ?)",
+            )
+            .bind(DbTime(*at))
+            .bind(tenant.uuid())
+            .bind(id.uuid())
+            .bind(DbTime(*at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)
+    }
+}
