@@ -1,0 +1,202 @@
+//! The test call: proves a key works with the cheapest reads Stripe offers, and
+//! learns what it can about the account.
+//!
+//! A secret key reads `GET /v1/account` (id, name, country, currency). A restricted
+//! key usually lacks the account permission, so a short list of reads follows;
+//! 200 proves the key, 403 proves it too (valid, but without that permission,
+//! which is recorded), 401 proves it invalid. An endpoint the upstream does not
+//! have (404, as on local fakes) is skipped. The first 200 ends the probe.
+
+use patchbay_core::connection::AccountDetails;
+use serde::Deserialize;
+
+use crate::client::RateKey;
+use crate::keys::{KeyKind, StripeKey};
+use crate::{StripeClient, StripeError, StripeRequest};
+
+/// The probes, in order: the account first (it names the account), then cheap lists.
+const PROBES: [(&str, &[(&str, &str)]); 3] = [
+    ("/v1/account", &[]),
+    ("/v1/balance", &[]),
+    ("/v1/customers", &[("limit", "1")]),
+];
+
+/// What the test call found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCheck {
+    /// Valid or not.
+    pub outcome: KeyOutcome,
+    /// `Request-Id` of the deciding call.
+    pub request_id: Option<String>,
+}
+
+/// Valid or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOutcome {
+    /// Stripe accepted the key.
+    Valid {
+        /// The account, when the key may read it.
+        account: Option<AccountDetails>,
+        /// Restricted-key permissions found missing (`rak_balance_read`).
+        missing_permissions: Vec<String>,
+    },
+    /// Stripe rejected the key (401): wrong, revoked or rolled.
+    Invalid {
+        /// Stripe's message (it masks the key itself).
+        message: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+struct Account {
+    id: String,
+    email: Option<String>,
+    country: Option<String>,
+    default_currency: Option<String>,
+    settings: Option<Settings>,
+    business_profile: Option<BusinessProfile>,
+}
+
+#[derive(Deserialize)]
+struct Settings {
+    dashboard: Option<Dashboard>,
+}
+
+#[derive(Deserialize)]
+struct Dashboard {
+    display_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BusinessProfile {
+    name: Option<String>,
+}
+
+impl From<Account> for AccountDetails {
+    fn from(a: Account) -> Self {
+        let display = a
+            .settings
+            .and_then(|s| s.dashboard)
+            .and_then(|d| d.display_name);
+        let business = a.business_profile.and_then(|b| b.name);
+        AccountDetails {
+            stripe_account_id: Some(a.id),
+            account_name: display.or(business).or(a.email).filter(|n| !n.is_empty()),
+            country: a.country,
+            default_currency: a.default_currency,
+        }
+    }
+}
+
+impl StripeClient {
+    /// Runs the test call for `key`, optionally on a connected account and with a
+    /// pinned version. `Err` when Stripe could not give an answer (unreachable,
+    /// 5xx or 429 after retries, or an answer that fits no rule above).
+    pub async fn check_key(
+        &self,
+        key: &StripeKey,
+        stripe_account: Option<&str>,
+        stripe_version: Option<&str>,
+        rate: Option<RateKey<'_>>,
+    ) -> Result<KeyCheck, StripeError> {
+        let mut missing = Vec::new();
+        let mut last_request_id = None;
+        for (path, query) in PROBES {
+            // A secret key has every permission: past the account, only a 404
+            // from an upstream without /v1/account sends it on to the next probe.
+            let request = StripeRequest::get(path, query)
+                .on_account(stripe_account.map(str::to_owned))
+                .with_version(stripe_version.map(str::to_owned));
+            let response = self.send(key.secret(), request, rate).await?;
+            last_request_id = response.request_id.clone();
+            match response.status.as_u16() {
+                200 => {
+                    let account = if path == "/v1/account" {
+                        Some(response.json::<Account>()?.into())
+                    } else {
+                        None
+                    };
+                    return Ok(KeyCheck {
+                        outcome: KeyOutcome::Valid {
+                            account,
+                            missing_permissions: missing,
+                        },
+                        request_id: response.request_id,
+                    });
+                }
+                401 => {
+                    let message =
+                        crate::ApiErrorBody::parse(&response.body).and_then(|e| e.message);
+                    return Ok(KeyCheck {
+                        outcome: KeyOutcome::Invalid { message },
+                        request_id: response.request_id,
+                    });
+                }
+                403 => {
+                    let message = crate::ApiErrorBody::parse(&response.body)
+                        .and_then(|e| e.message)
+                        .unwrap_or_default();
+                    missing.push(permission_in(&message).unwrap_or_else(|| format!("GET {path}")));
+                    if key.kind() == KeyKind::Secret {
+                        break;
+                    }
+                }
+                404 => {}
+                _ => return Err(response.to_error()),
+            }
+        }
+        if missing.is_empty() {
+            return Err(StripeError::InvalidResponse(
+                "the Stripe API base answered none of the test calls (/v1/account, /v1/balance, /v1/customers): is PATCHBAY_STRIPE_API_BASE right?".into(),
+            ));
+        }
+        Ok(KeyCheck {
+            outcome: KeyOutcome::Valid {
+                account: None,
+                missing_permissions: missing,
+            },
+            request_id: last_request_id,
+        })
+    }
+}
+
+/// The `rak_…` permission a 403 message names.
+fn permission_in(message: &str) -> Option<String> {
+    let start = message.find("rak_")?;
+    let name: String = message[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+        .collect();
+    (name.len() > 4).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_permission_in_stripes_message() {
+        let m = "The provided key 'rk_test_***1234' does not have the required permissions for this endpoint on account 'acct_1'. Having the 'rak_balance_read' permission would allow this request to continue.";
+        assert_eq!(permission_in(m).as_deref(), Some("rak_balance_read"));
+        assert_eq!(permission_in("no permission named"), None);
+        assert_eq!(permission_in("rak_"), None);
+    }
+
+    #[test]
+    fn account_name_prefers_the_dashboard_name() {
+        let a: Account = serde_json::from_value(serde_json::json!({
+            "id": "acct_1", "email": "a@b.co", "country": "US", "default_currency": "usd",
+            "settings": {"dashboard": {"display_name": "Acme"}},
+            "business_profile": {"name": "Acme Inc"}
+        }))
+        .unwrap();
+        let d: AccountDetails = a.into();
+        assert_eq!(d.account_name.as_deref(), Some("Acme"));
+        let a: Account =
+            serde_json::from_value(serde_json::json!({"id": "acct_2", "email": "a@b.co"})).unwrap();
+        assert_eq!(
+            AccountDetails::from(a).account_name.as_deref(),
+            Some("a@b.co")
+        );
+    }
+}
