@@ -1,0 +1,195 @@
+//! Verifies tenant API keys. argon2id runs only on a cache miss, in a blocking
+//! thread, a few at a time; a verified key is then trusted for a short TTL by
+//! comparing the SHA-256 of the presented token. Revoking a key or disabling a
+//! tenant evicts it from this replica's cache at once; other replicas notice
+//! within the TTL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use patchbay_core::api_key::KeyState;
+use patchbay_core::tenant::TenantStatus;
+use patchbay_core::time::now;
+use patchbay_core::{ApiKeyId, Store, StoreError, TenantId, Timestamp};
+use patchbay_vault::api_token::{parse_tenant_token, token_digest};
+use patchbay_vault::ApiKeyHasher;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::usage::UsageRecorder;
+use super::TenantPrincipal;
+use crate::error::ApiError;
+
+/// Why a key was refused.
+#[derive(Debug)]
+pub enum AuthFailure {
+    /// Not a key of ours, or the secret does not match.
+    Invalid,
+    /// Revoked.
+    Revoked,
+    /// Past its expiry.
+    Expired,
+    /// The tenant is disabled.
+    TenantDisabled,
+    /// The database failed.
+    Store(StoreError),
+    /// Hashing failed (a corrupt stored hash).
+    Internal(String),
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(f: AuthFailure) -> Self {
+        match f {
+            AuthFailure::Invalid => ApiError::unauthenticated(
+                "api_key_invalid",
+                "The API key is not valid. Check that it was copied whole; keys are shown only once, at creation.",
+            ),
+            AuthFailure::Revoked => ApiError::unauthenticated("api_key_revoked", "This API key was revoked."),
+            AuthFailure::Expired => ApiError::unauthenticated("api_key_expired", "This API key has expired."),
+            AuthFailure::TenantDisabled => ApiError::forbidden(
+                "tenant_disabled",
+                "This tenant is disabled; its API keys are refused until the platform admin enables it.",
+            ),
+            AuthFailure::Store(e) => e.into(),
+            AuthFailure::Internal(detail) => ApiError::internal(&detail),
+        }
+    }
+}
+
+struct Entry {
+    digest: [u8; 32],
+    principal: TenantPrincipal,
+    expires_at: Option<Timestamp>,
+    trusted_until: Instant,
+}
+
+/// See the module documentation.
+pub struct KeyVerifier {
+    store: Arc<dyn Store>,
+    hasher: ApiKeyHasher,
+    ttl: Duration,
+    cache: RwLock<HashMap<ApiKeyId, Entry>>,
+    hashing: Semaphore,
+    usage: UsageRecorder,
+}
+
+impl std::fmt::Debug for KeyVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyVerifier")
+            .field("ttl", &self.ttl)
+            .field("cached", &self.cache.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Entries beyond this are dropped wholesale; a cold cache costs one argon2 per key.
+const MAX_ENTRIES: usize = 100_000;
+
+impl KeyVerifier {
+    /// A verifier trusting verified keys for `ttl` (zero: never cache).
+    pub fn new(store: Arc<dyn Store>, hasher: ApiKeyHasher, ttl: Duration) -> Self {
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            usage: UsageRecorder::new(store.clone()),
+            store,
+            hasher,
+            ttl,
+            cache: RwLock::new(HashMap::new()),
+            hashing: Semaphore::new(parallel.max(2)),
+        }
+    }
+
+    /// Last-use bookkeeping, flushed in the background.
+    pub fn usage(&self) -> &UsageRecorder {
+        &self.usage
+    }
+
+    /// Verifies a presented token.
+    pub async fn verify(&self, token: &str) -> Result<TenantPrincipal, AuthFailure> {
+        let (key_id, secret) = parse_tenant_token(token).ok_or(AuthFailure::Invalid)?;
+        let digest = token_digest(token);
+        let at = now();
+        if let Some(principal) = self.cached(key_id, &digest, at) {
+            self.usage.record(principal.tenant_id, key_id, at);
+            return Ok(principal);
+        }
+        let credential = self
+            .store
+            .find_api_key_credential(key_id)
+            .await
+            .map_err(AuthFailure::Store)?
+            .ok_or(AuthFailure::Invalid)?;
+        // The secret is checked before anything about the key is revealed.
+        let permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| AuthFailure::Internal(e.to_string()))?;
+        let hasher = self.hasher.clone();
+        let secret = secret.to_owned();
+        let hash = credential.hash.clone();
+        let matches = tokio::task::spawn_blocking(move || hasher.verify(&secret, &hash))
+            .await
+            .map_err(|e| AuthFailure::Internal(e.to_string()))?
+            .map_err(|e| AuthFailure::Internal(e.to_string()))?;
+        drop(permit);
+        if !matches {
+            return Err(AuthFailure::Invalid);
+        }
+        match credential.key.state(at) {
+            KeyState::Revoked => return Err(AuthFailure::Revoked),
+            KeyState::Expired => return Err(AuthFailure::Expired),
+            KeyState::Active => {}
+        }
+        if credential.tenant_status != TenantStatus::Active {
+            return Err(AuthFailure::TenantDisabled);
+        }
+        let principal = TenantPrincipal {
+            tenant_id: credential.key.tenant_id,
+            key_id,
+            scopes: credential.key.scopes.clone(),
+        };
+        if !self.ttl.is_zero() {
+            let mut cache = self.cache.write();
+            if cache.len() >= MAX_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(
+                key_id,
+                Entry {
+                    digest,
+                    principal: principal.clone(),
+                    expires_at: credential.key.expires_at,
+                    trusted_until: Instant::now() + self.ttl,
+                },
+            );
+        }
+        self.usage.record(principal.tenant_id, key_id, at);
+        Ok(principal)
+    }
+
+    fn cached(&self, key_id: ApiKeyId, digest: &[u8; 32], at: Timestamp) -> Option<TenantPrincipal> {
+        let cache = self.cache.read();
+        let entry = cache.get(&key_id)?;
+        let fresh = entry.trusted_until > Instant::now()
+            && entry.expires_at.is_none_or(|e| e > at)
+            && bool::from(entry.digest.ct_eq(digest));
+        fresh.then(|| entry.principal.clone())
+    }
+
+    /// Forgets one key (after revocation).
+    pub fn invalidate_key(&self, key_id: ApiKeyId) {
+        self.cache.write().remove(&key_id);
+    }
+
+    /// Forgets every key of a tenant (disabled or deleted).
+    pub fn invalidate_tenant(&self, tenant_id: TenantId) {
+        self.cache
+            .write()
+            .retain(|_, e| e.principal.tenant_id != tenant_id);
+    }
+}
+

@@ -1,0 +1,162 @@
+//! Per-request context, applied to every route: a request id (`x-request-id`,
+//! the caller's if it is sane, else `req_…`), a tracing span, the error envelope
+//! (ApiError bodies, and axum's own 404/405/408/413 in the same shape), and
+//! HTTP metrics labelled by route template, never by raw path.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tracing::{Instrument, debug, error, info, info_span};
+
+use crate::error::{ApiError, ErrorType};
+
+/// The request id, available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+impl RequestId {
+    /// The id text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+const HEADER: &str = "x-request-id";
+
+/// The middleware. See the module documentation.
+pub async fn request_context(mut request: Request, next: Next) -> Response {
+    let id: Arc<str> = request
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_sane(v))
+        .map_or_else(generate, Arc::from);
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let path = request.uri().path().to_owned();
+    let span = info_span!("request", %method, %route, request_id = %id);
+    let started = Instant::now();
+
+    let mut response = next.run(request).instrument(span.clone()).await;
+
+    if let Some(err) = response.extensions_mut().remove::<ApiError>() {
+        response = render(&err, &id);
+    } else if needs_envelope(&response) {
+        response = render(&generic(response.status(), &method, &path), &id);
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics::counter!("patchbay_http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("patchbay_http_request_duration_seconds", "method" => method.to_string(), "route" => route).record(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        if status >= 500 {
+            error!(status, latency_ms = ms, "request failed");
+        } else if status >= 400 {
+            info!(status, latency_ms = ms, "request refused");
+        } else {
+            debug!(status, latency_ms = ms, "request served");
+        }
+    });
+    response
+}
+
+/// Ids from callers are accepted only if short and plain, so logs stay clean.
+fn is_sane(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn generate() -> Arc<str> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut bytes = [0u8; 24];
+    if getrandom::fill(&mut bytes).is_err() {
+        // The OS source practically never fails; a time-ordered UUID still identifies the request.
+        return Arc::from(format!("req_{}", uuid::Uuid::now_v7().simple()));
+    }
+    let tail: String = bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect();
+    Arc::from(format!("req_{tail}"))
+}
+
+/// An error status from axum or tower (no ApiError, not JSON) gets the envelope too.
+fn needs_envelope(response: &Response) -> bool {
+    let status = response.status();
+    (status.is_client_error() || status.is_server_error())
+        && !response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/json"))
+}
+
+fn generic(status: StatusCode, method: &Method, path: &str) -> ApiError {
+    let shown: String = path.chars().take(200).collect();
+    match status {
+        StatusCode::NOT_FOUND => ApiError::new(
+            status,
+            ErrorType::InvalidRequestError,
+            "route_not_found",
+            format!("No route for {method} {shown}. The API is described at /docs."),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            status,
+            ErrorType::InvalidRequestError,
+            "method_not_allowed",
+            format!("{method} is not allowed on {shown}."),
+        ),
+        StatusCode::REQUEST_TIMEOUT => ApiError::new(
+            status,
+            ErrorType::ApiError,
+            "request_timeout",
+            "The request took too long and was cancelled.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            ErrorType::InvalidRequestError,
+            "body_too_large",
+            "The request body is larger than this server accepts.",
+        ),
+        _ => ApiError::new(
+            status,
+            if status.is_server_error() {
+                ErrorType::ApiError
+            } else {
+                ErrorType::InvalidRequestError
+            },
+            format!("http_{}", status.as_u16()),
+            status
+                .canonical_reason()
+                .unwrap_or("The request failed.")
+                .to_owned(),
+        ),
+    }
+}
+
+fn render(err: &ApiError, request_id: &str) -> Response {
+    let mut response = (err.status, Json(err.body(request_id))).into_response();
+    if let Some(seconds) = err.retry_after {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}

@@ -1,0 +1,235 @@
+//! The one error type of the HTTP API and its envelope, the shape Stripe uses:
+//! `{"error":{"type","code","message","param","request_id"}}`. Handlers return
+//! [`ApiError`]; the request-context middleware adds the request id. Details of
+//! 5xx errors go to the log, never to the client.
+
+use std::borrow::Cow;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use patchbay_core::{StoreError, ValidationError};
+use serde::Serialize;
+use tracing::error;
+
+/// The `type` of an error, as in Stripe's envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// The request is wrong: fix it before retrying.
+    InvalidRequestError,
+    /// No usable credential.
+    AuthenticationError,
+    /// The credential may not do this.
+    PermissionError,
+    /// Too many requests; retry later.
+    RateLimitError,
+    /// Stripe could not be reached or failed.
+    ApiConnectionError,
+    /// Patchbay failed.
+    ApiError,
+}
+
+/// An error on its way to the client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Error type.
+    pub kind: ErrorType,
+    /// Stable code to branch on.
+    pub code: Cow<'static, str>,
+    /// What happened and what to do.
+    pub message: String,
+    /// The request field at fault.
+    pub param: Option<String>,
+    /// Seconds to wait before retrying (sets `Retry-After`).
+    pub retry_after: Option<u64>,
+}
+
+/// The error envelope as documented.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorObject,
+}
+
+/// One error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorObject {
+    /// `invalid_request_error`, `authentication_error`, `permission_error`,
+    /// `rate_limit_error`, `api_connection_error` or `api_error`.
+    #[serde(rename = "type")]
+    #[schema(example = "invalid_request_error")]
+    pub kind: ErrorType,
+    /// Stable machine-readable code.
+    #[schema(example = "parameter_invalid")]
+    pub code: String,
+    /// Human-readable explanation.
+    #[schema(example = "name cannot be empty.")]
+    pub message: String,
+    /// The request field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "name")]
+    pub param: Option<String>,
+    /// The `x-request-id` of this request; quote it when asking for help.
+    #[schema(example = "req_7Hq2cX9mWn4pLk8vR3tY6b1z")]
+    pub request_id: String,
+}
+
+impl utoipa::PartialSchema for ErrorType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some([
+                "invalid_request_error",
+                "authentication_error",
+                "permission_error",
+                "rate_limit_error",
+                "api_connection_error",
+                "api_error",
+            ]))
+            .into()
+    }
+}
+impl utoipa::ToSchema for ErrorType {}
+
+impl ApiError {
+    /// An error with every field given.
+    pub fn new(
+        status: StatusCode,
+        kind: ErrorType,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            code: code.into(),
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    /// Names the field at fault.
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// Asks the client to wait.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
+    /// 400: the request does not have the expected shape.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorType::InvalidRequestError, code, message)
+    }
+
+    /// 422: the request parsed, but a value breaks a rule.
+    pub fn unprocessable(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorType::InvalidRequestError,
+            code,
+            message,
+        )
+    }
+
+    /// 404 for a record that does not exist for this caller.
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorType::InvalidRequestError,
+            "resource_missing",
+            format!("No such {what}: '{id}'"),
+        )
+        .with_param("id")
+    }
+
+    /// 409: a uniqueness rule.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, ErrorType::InvalidRequestError, code, message)
+    }
+
+    /// 401.
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorType::AuthenticationError, code, message)
+    }
+
+    /// 403.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorType::PermissionError, code, message)
+    }
+
+    /// 500. The cause is logged with the request id; the client sees none of it.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorType::ApiError,
+            "internal_error",
+            "Patchbay hit an internal error. Quote the request id when reporting it.",
+        )
+    }
+
+    /// The envelope for this error.
+    pub fn body(&self, request_id: &str) -> ErrorResponse {
+        ErrorResponse {
+            error: ErrorObject {
+                kind: self.kind,
+                code: self.code.to_string(),
+                message: self.message.clone(),
+                param: self.param.clone(),
+                request_id: request_id.to_owned(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    /// The body is written by the request-context middleware, which knows the
+    /// request id; the error travels to it in the response extensions.
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        Self::unprocessable(e.code, e.message).with_param(e.param)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { field } => Self::conflict(
+                "resource_conflict",
+                format!("{field} is already in use by another record."),
+            )
+            .with_param(field),
+            StoreError::Unavailable(detail) => {
+                error!(error = %detail, "database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorType::ApiError,
+                    "database_unavailable",
+                    "The database is not answering; retry shortly.",
+                )
+                .with_retry_after(2)
+            }
+            StoreError::Internal(detail) => Self::internal(&detail),
+        }
+    }
+}
+
+impl From<patchbay_vault::VaultError> for ApiError {
+    fn from(e: patchbay_vault::VaultError) -> Self {
+        Self::internal(&e)
+    }
+}

@@ -1,0 +1,382 @@
+//! `/api/v1/connections`: a tenant's Stripe connections.
+
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Extension;
+use patchbay_core::api_key::Scope;
+use patchbay_core::connection::{
+    AuthMethod, Connection, ConnectionFilter, ConnectionStatus, LastError, Provider,
+};
+use patchbay_core::metadata::MetadataPatch;
+use patchbay_core::{ConnectionId, Metadata, TenantId};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    Deleted, ListResponse, NotFound, StandardErrors, Unprocessable, double_option, page,
+};
+use crate::auth::{AuditContext, Principal, Tenant, TenantPrincipal};
+use crate::context::RequestId;
+use crate::error::{ApiError, ErrorResponse};
+use crate::extract::{Json, Query, parse_id};
+use crate::services::connections::{self, ConnectionPatch, NewConnectionInput, Trigger};
+use crate::state::AppState;
+
+/// A Stripe connection. The key itself is never shown: only `key_hint`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectionObject {
+    /// `conn_…`
+    pub id: ConnectionId,
+    /// Always `connection`.
+    #[schema(example = "connection")]
+    pub object: &'static str,
+    /// Owner.
+    pub tenant_id: TenantId,
+    /// Always `stripe`.
+    pub provider: Provider,
+    /// `secret_key` or `restricted_key`.
+    pub auth_method: AuthMethod,
+    /// Live or test mode; never changes.
+    pub livemode: bool,
+    /// `active` (proven by the last test call), `pending` (not yet tested),
+    /// `invalid` (Stripe rejected the key) or `error` (Stripe could not be reached).
+    pub status: ConnectionStatus,
+    /// The Stripe account reached, when the key may read it.
+    #[schema(example = "acct_1Nv0FGQ9RKHgCVdK")]
+    pub stripe_account_id: Option<String>,
+    /// The account's display name.
+    pub account_name: Option<String>,
+    /// The account's country.
+    pub account_country: Option<String>,
+    /// The account's default currency.
+    pub default_currency: Option<String>,
+    /// Enough of the key to recognise it.
+    #[schema(example = "sk_test_…4242")]
+    pub key_hint: String,
+    /// Your reference, unique within your tenant.
+    pub external_id: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Your key/value pairs.
+    pub metadata: Metadata,
+    /// The `Stripe-Version` sent with every call, if pinned.
+    pub stripe_version: Option<String>,
+    /// Restricted-key permissions the test call found missing.
+    #[schema(example = json!(["rak_balance_read"]))]
+    pub missing_permissions: Vec<String>,
+    /// When the test call last ran.
+    pub last_validated_at: Option<DateTime<Utc>>,
+    /// Why the last test call failed, if it did.
+    pub last_error: Option<LastError>,
+    /// Hint of the key replaced by the last rotation, while it is kept.
+    pub previous_key_hint: Option<String>,
+    /// When that kept key is destroyed.
+    pub previous_key_expires_at: Option<DateTime<Utc>>,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Connection> for ConnectionObject {
+    fn from(c: Connection) -> Self {
+        Self {
+            id: c.id,
+            object: "connection",
+            tenant_id: c.tenant_id,
+            provider: c.provider,
+            auth_method: c.auth_method,
+            livemode: c.livemode,
+            status: c.status,
+            stripe_account_id: c.account.stripe_account_id,
+            account_name: c.account.account_name,
+            account_country: c.account.country,
+            default_currency: c.account.default_currency,
+            key_hint: c.key_hint,
+            external_id: c.external_id,
+            name: c.name,
+            metadata: c.metadata,
+            stripe_version: c.stripe_version,
+            missing_permissions: c.missing_permissions,
+            last_validated_at: c.last_validated_at,
+            last_error: c.last_error,
+            previous_key_hint: c.previous_key_hint,
+            previous_key_expires_at: c.previous_key_expires_at,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// A connection to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnection {
+    /// Always `stripe`.
+    pub provider: Provider,
+    /// A secret (`sk_test_…`, `sk_live_…`) or restricted (`rk_test_…`, `rk_live_…`) key.
+    /// Publishable keys, webhook secrets and client ids are refused.
+    #[schema(value_type = String, format = Password, write_only, example = "sk_test_51HabcDEF0123456789xyzXYZ4242")]
+    pub api_key: SecretString,
+    /// Your reference (1 to 255 characters), unique within your tenant.
+    pub external_id: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Your key/value pairs.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// A `Stripe-Version` to send with every call (`2026-10-28.endive`).
+    pub stripe_version: Option<String>,
+    /// Run the test call before storing (default `true`). With `false` the
+    /// connection is stored as `pending` and tested by the background validator.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub validate: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Changes to a connection; absent fields stay, `null` clears.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConnection {
+    /// Display name.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub name: Option<Option<String>>,
+    /// Keys to set; a key set to `null` or `""` is removed; `null` clears all.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>, nullable)]
+    pub metadata: Option<Option<MetadataPatch>>,
+    /// Your reference.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub external_id: Option<Option<String>>,
+    /// Pinned `Stripe-Version`.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub stripe_version: Option<Option<String>>,
+}
+
+/// A key rotation.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateConnection {
+    /// The new key: same Stripe account, same mode.
+    #[schema(value_type = String, format = Password, write_only, example = "rk_test_51HabcDEF0123456789xyzXYZ9999")]
+    pub api_key: SecretString,
+    /// Keep the old key, sealed, for this many seconds (1 to 2592000); without
+    /// it the old key is destroyed at once.
+    pub keep_previous_for_seconds: Option<u64>,
+}
+
+/// Filters and paging.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListConnections {
+    /// 1 to 100, default 10.
+    pub limit: Option<u32>,
+    /// A connection id: list the connections created before it.
+    pub starting_after: Option<String>,
+    /// A connection id: list the connections created after it.
+    pub ending_before: Option<String>,
+    /// Only this status.
+    pub status: Option<ConnectionStatus>,
+    /// Only this external id.
+    pub external_id: Option<String>,
+    /// Only live (`true`) or test (`false`) mode.
+    pub livemode: Option<bool>,
+}
+
+fn audit(tenant: &TenantPrincipal, request_id: &RequestId) -> AuditContext {
+    AuditContext::new(&Principal::Tenant(tenant.clone()), request_id)
+}
+
+/// The Stripe-side failures a test call can end in.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum StripeFailures {
+    /// Too many Stripe calls queued for this connection.
+    #[response(status = 429)]
+    TooMany(ErrorResponse),
+    /// Stripe could not be reached or failed; nothing was stored.
+    #[response(status = 502)]
+    BadGateway(ErrorResponse),
+}
+
+/// Creates a connection from a Stripe key, after proving it with a test call.
+#[utoipa::path(post, path = "/api/v1/connections", tag = "connections", request_body = CreateConnection,
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Created and validated (or `pending` with `\"validate\": false`)", body = ConnectionObject),
+        StandardErrors,
+        (status = 409, description = "The external_id is taken", body = ErrorResponse),
+        Unprocessable,
+        StripeFailures,
+    ))]
+pub async fn create_connection(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Json(body): Json<CreateConnection>,
+) -> Result<(StatusCode, axum::Json<ConnectionObject>), ApiError> {
+    tenant.require(Scope::ConnectionsWrite)?;
+    let input = NewConnectionInput {
+        provider: body.provider,
+        api_key: body.api_key,
+        external_id: body.external_id,
+        name: body.name,
+        metadata: body.metadata,
+        stripe_version: body.stripe_version,
+        validate: body.validate,
+    };
+    let created = connections::create(&state, &audit(&tenant, &request_id), tenant.tenant_id, input).await?;
+    Ok((StatusCode::CREATED, axum::Json(created.into())))
+}
+
+/// Lists connections, newest first.
+#[utoipa::path(get, path = "/api/v1/connections", tag = "connections", params(ListConnections),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "A page of connections", body = ListResponse<ConnectionObject>), StandardErrors))]
+pub async fn list_connections(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Query(query): Query<ListConnections>,
+) -> Result<axum::Json<ListResponse<ConnectionObject>>, ApiError> {
+    tenant.require(Scope::ConnectionsRead)?;
+    let request = page(query.limit, query.starting_after.as_deref(), query.ending_before.as_deref())?;
+    let filter = ConnectionFilter {
+        status: query.status,
+        external_id: query.external_id,
+        livemode: query.livemode,
+    };
+    let page = connections::list(&state, tenant.tenant_id, &filter, &request).await?;
+    Ok(axum::Json(ListResponse::new(
+        page.data.into_iter().map(Into::into).collect(),
+        page.has_more,
+        "/api/v1/connections",
+    )))
+}
+
+/// Retrieves a connection.
+#[utoipa::path(get, path = "/api/v1/connections/{id}", tag = "connections",
+    params(("id" = String, Path, description = "Connection id (conn_…)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "The connection", body = ConnectionObject), StandardErrors, NotFound))]
+pub async fn get_connection(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ConnectionObject>, ApiError> {
+    tenant.require(Scope::ConnectionsRead)?;
+    let id = parse_id(&id, "id")?;
+    Ok(axum::Json(connections::get(&state, tenant.tenant_id, id).await?.into()))
+}
+
+/// Renames a connection, or changes its metadata, external id or pinned version.
+#[utoipa::path(patch, path = "/api/v1/connections/{id}", tag = "connections", request_body = UpdateConnection,
+    params(("id" = String, Path, description = "Connection id (conn_…)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated connection", body = ConnectionObject),
+        StandardErrors, NotFound,
+        (status = 409, description = "The external_id is taken", body = ErrorResponse),
+        Unprocessable,
+    ))]
+pub async fn update_connection(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateConnection>,
+) -> Result<axum::Json<ConnectionObject>, ApiError> {
+    tenant.require(Scope::ConnectionsWrite)?;
+    let id = parse_id(&id, "id")?;
+    let patch = ConnectionPatch {
+        name: body.name,
+        metadata: body.metadata,
+        external_id: body.external_id,
+        stripe_version: body.stripe_version,
+    };
+    let updated = connections::update(&state, &audit(&tenant, &request_id), tenant.tenant_id, id, patch).await?;
+    Ok(axum::Json(updated.into()))
+}
+
+/// Deletes a connection and destroys its key.
+#[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections",
+    params(("id" = String, Path, description = "Connection id (conn_…)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "Deleted", body = Deleted), StandardErrors, NotFound))]
+pub async fn delete_connection(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Deleted>, ApiError> {
+    tenant.require(Scope::ConnectionsWrite)?;
+    let id: ConnectionId = parse_id(&id, "id")?;
+    connections::delete(&state, &audit(&tenant, &request_id), tenant.tenant_id, id).await?;
+    Ok(axum::Json(Deleted {
+        id: id.to_string(),
+        object: "connection",
+        deleted: true,
+    }))
+}
+
+/// Re-runs the test call and records the result (`active`, `invalid` or `error`).
+#[utoipa::path(post, path = "/api/v1/connections/{id}/validate", tag = "connections",
+    params(("id" = String, Path, description = "Connection id (conn_…)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The connection with the new status; a failed test call is recorded, not an error", body = ConnectionObject),
+        StandardErrors, NotFound,
+        (status = 429, description = "Too many Stripe calls queued for this connection", body = ErrorResponse),
+    ))]
+pub async fn validate_connection(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ConnectionObject>, ApiError> {
+    tenant.require(Scope::ConnectionsWrite)?;
+    let id = parse_id(&id, "id")?;
+    let validated =
+        connections::validate(&state, &audit(&tenant, &request_id), tenant.tenant_id, id, Trigger::Request).await?;
+    Ok(axum::Json(validated.into()))
+}
+
+/// Replaces the connection's key. The new key is tested first and must reach the
+/// same account in the same mode; the swap is atomic.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/rotate", tag = "connections", request_body = RotateConnection,
+    params(("id" = String, Path, description = "Connection id (conn_…)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The connection, now using the new key", body = ConnectionObject),
+        StandardErrors, NotFound, Unprocessable, StripeFailures,
+    ))]
+pub async fn rotate_connection(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+    Json(body): Json<RotateConnection>,
+) -> Result<axum::Json<ConnectionObject>, ApiError> {
+    tenant.require(Scope::ConnectionsWrite)?;
+    let id = parse_id(&id, "id")?;
+    let rotated = connections::rotate(
+        &state,
+        &audit(&tenant, &request_id),
+        tenant.tenant_id,
+        id,
+        body.api_key,
+        body.keep_previous_for_seconds,
+    )
+    .await?;
+    Ok(axum::Json(rotated.into()))
+}

@@ -1,0 +1,186 @@
+//! `/api/v1/tenants`: the platform admin manages tenants.
+
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Extension;
+use patchbay_core::metadata::MetadataPatch;
+use patchbay_core::tenant::{Tenant, TenantStatus};
+use patchbay_core::{Metadata, TenantId};
+use serde::{Deserialize, Serialize};
+
+use super::common::{Deleted, ListResponse, NotFound, StandardErrors, Unprocessable, double_option, page};
+use crate::auth::{Admin, AuditContext, Principal};
+use crate::context::RequestId;
+use crate::error::ApiError;
+use crate::extract::{Json, Query, parse_id};
+use crate::services::tenants::{self, TenantPatch};
+use crate::state::AppState;
+
+/// A tenant.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TenantObject {
+    /// `ten_…`
+    pub id: TenantId,
+    /// Always `tenant`.
+    #[schema(example = "tenant")]
+    pub object: &'static str,
+    /// Display name.
+    #[schema(example = "Acme Corp")]
+    pub name: String,
+    /// `active`, or `disabled` (its API keys are refused).
+    pub status: TenantStatus,
+    /// Your key/value pairs.
+    pub metadata: Metadata,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Tenant> for TenantObject {
+    fn from(t: Tenant) -> Self {
+        Self {
+            id: t.id,
+            object: "tenant",
+            name: t.name,
+            status: t.status,
+            metadata: t.metadata,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// A tenant to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Display name, 1 to 200 characters.
+    #[schema(example = "Acme Corp")]
+    pub name: String,
+    /// Up to 50 keys; keys up to 40 characters, values up to 500.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Changes to a tenant; absent fields stay as they are.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    /// New display name.
+    pub name: Option<String>,
+    /// `disabled` refuses every API key of the tenant until set back to `active`.
+    pub status: Option<TenantStatus>,
+    /// Keys to set; a key set to `null` or `""` is removed; `null` instead of an object clears all.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>, nullable)]
+    pub metadata: Option<Option<MetadataPatch>>,
+}
+
+/// Paging.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListTenants {
+    /// 1 to 100, default 10.
+    pub limit: Option<u32>,
+    /// A tenant id: list the tenants created before it.
+    pub starting_after: Option<String>,
+    /// A tenant id: list the tenants created after it.
+    pub ending_before: Option<String>,
+}
+
+fn ctx(request_id: &RequestId) -> AuditContext {
+    AuditContext::new(&Principal::Admin, request_id)
+}
+
+/// Creates a tenant (and its data key).
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant,
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 201, description = "Created", body = TenantObject), StandardErrors, Unprocessable))]
+pub async fn create_tenant(
+    _: Admin,
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Json(body): Json<CreateTenant>,
+) -> Result<(StatusCode, axum::Json<TenantObject>), ApiError> {
+    let tenant = tenants::create(&state, &ctx(&request_id), &body.name, body.metadata).await?;
+    Ok((StatusCode::CREATED, axum::Json(tenant.into())))
+}
+
+/// Lists tenants, newest first.
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(ListTenants),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "A page of tenants", body = ListResponse<TenantObject>), StandardErrors))]
+pub async fn list_tenants(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(query): Query<ListTenants>,
+) -> Result<axum::Json<ListResponse<TenantObject>>, ApiError> {
+    let request = page(query.limit, query.starting_after.as_deref(), query.ending_before.as_deref())?;
+    let page = tenants::list(&state, &request).await?;
+    Ok(axum::Json(ListResponse::new(
+        page.data.into_iter().map(Into::into).collect(),
+        page.has_more,
+        "/api/v1/tenants",
+    )))
+}
+
+/// Retrieves a tenant.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id (ten_…)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "The tenant", body = TenantObject), StandardErrors, NotFound))]
+pub async fn get_tenant(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<TenantObject>, ApiError> {
+    let id = parse_id(&id, "id")?;
+    Ok(axum::Json(tenants::get(&state, id).await?.into()))
+}
+
+/// Renames, disables or re-enables a tenant, or changes its metadata.
+#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", request_body = UpdateTenant,
+    params(("id" = String, Path, description = "Tenant id (ten_…)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "The updated tenant", body = TenantObject), StandardErrors, NotFound, Unprocessable))]
+pub async fn update_tenant(
+    _: Admin,
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateTenant>,
+) -> Result<axum::Json<TenantObject>, ApiError> {
+    let id = parse_id(&id, "id")?;
+    let patch = TenantPatch {
+        name: body.name,
+        status: body.status,
+        metadata: body.metadata,
+    };
+    Ok(axum::Json(tenants::update(&state, &ctx(&request_id), id, patch).await?.into()))
+}
+
+/// Deletes a tenant with its keys and connections. Its data key is destroyed
+/// first, so its sealed secrets cannot be recovered, even from backups.
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id (ten_…)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "Deleted", body = Deleted), StandardErrors, NotFound))]
+pub async fn delete_tenant(
+    _: Admin,
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Deleted>, ApiError> {
+    let id: TenantId = parse_id(&id, "id")?;
+    tenants::delete(&state, &ctx(&request_id), id).await?;
+    Ok(axum::Json(Deleted {
+        id: id.to_string(),
+        object: "tenant",
+        deleted: true,
+    }))
+}

@@ -1,0 +1,114 @@
+//! Tenant API keys: minted with a secret shown once, stored as argon2id hashes,
+//! revoked at once on this replica.
+
+use patchbay_core::api_key::{ApiKey, Scope, Scopes};
+use patchbay_core::audit::AuditEvent;
+use patchbay_core::tenant::validate_name;
+use patchbay_core::time::now;
+use patchbay_core::{ApiKeyId, Page, PageRequest, TenantId, Timestamp, ValidationError};
+use patchbay_vault::ApiToken;
+use serde_json::json;
+
+use crate::auth::AuditContext;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A key to mint.
+#[derive(Debug)]
+pub struct NewKey {
+    /// Label.
+    pub name: Option<String>,
+    /// Scopes.
+    pub scopes: Vec<Scope>,
+    /// Expiry.
+    pub expires_at: Option<Timestamp>,
+}
+
+fn audit(ctx: &AuditContext, tenant: TenantId, key: ApiKeyId, action: &str, details: serde_json::Value) -> AuditEvent {
+    AuditEvent::new(Some(tenant), ctx.actor, action, Some(key.to_string()), details, ctx.request_id.clone())
+}
+
+/// Mints a key for an existing tenant; returns the record and the token (shown once).
+pub async fn create(
+    state: &AppState,
+    ctx: &AuditContext,
+    tenant: TenantId,
+    input: NewKey,
+) -> Result<(ApiKey, ApiToken), ApiError> {
+    let name = input.name.as_deref().map(|n| validate_name(n, "name")).transpose()?;
+    let scopes = Scopes::new(input.scopes)?;
+    let at = now();
+    if let Some(expiry) = input.expires_at {
+        if expiry <= at {
+            return Err(ValidationError::invalid("expires_at", "expires_at must be in the future.").into());
+        }
+    }
+    if state.store.get_tenant(tenant).await?.is_none() {
+        return Err(ApiError::not_found("tenant", &tenant.to_string()));
+    }
+    let id = ApiKeyId::new();
+    let token = ApiToken::generate(id)?;
+    let hasher = state.config.hasher.clone();
+    let (token, hash) = tokio::task::spawn_blocking(move || {
+        let hash = hasher.hash(&token);
+        (token, hash)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
+    let hash = hash?;
+    let key = ApiKey {
+        id,
+        tenant_id: tenant,
+        name,
+        scopes,
+        hint: token.hint(),
+        expires_at: input.expires_at,
+        revoked_at: None,
+        last_used_at: None,
+        created_at: at,
+    };
+    let event = audit(
+        ctx,
+        tenant,
+        id,
+        "api_key.created",
+        json!({"scopes": key.scopes.as_slice(), "expires_at": key.expires_at, "name": key.name}),
+    );
+    state.store.create_api_key(&key, &hash, &event).await?;
+    Ok((key, token))
+}
+
+/// One key of the tenant.
+pub async fn get(state: &AppState, tenant: TenantId, id: ApiKeyId) -> Result<ApiKey, ApiError> {
+    state
+        .store
+        .get_api_key(tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("API key", &id.to_string()))
+}
+
+/// The tenant's keys, newest first. An unknown tenant is a 404 for the admin.
+pub async fn list(
+    state: &AppState,
+    tenant: TenantId,
+    page: &PageRequest<ApiKeyId>,
+) -> Result<Page<ApiKey>, ApiError> {
+    Ok(state.store.list_api_keys(tenant, page).await?)
+}
+
+/// Revokes a key; it stops working on this replica immediately.
+pub async fn revoke(
+    state: &AppState,
+    ctx: &AuditContext,
+    tenant: TenantId,
+    id: ApiKeyId,
+) -> Result<ApiKey, ApiError> {
+    let event = audit(ctx, tenant, id, "api_key.revoked", json!({}));
+    let key = state
+        .store
+        .revoke_api_key(tenant, id, now(), &event)
+        .await?
+        .ok_or_else(|| ApiError::not_found("API key", &id.to_string()))?;
+    state.keys.invalidate_key(id);
+    Ok(key)
+}

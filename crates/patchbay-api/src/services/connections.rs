@@ -1,0 +1,504 @@
+//! Stripe connections by API key: creation after a successful test call,
+//! reading, editing, re-validation, atomic key rotation and deletion.
+
+use std::collections::BTreeMap;
+
+use patchbay_core::audit::AuditEvent;
+use patchbay_core::connection::{
+    AccountDetails, AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ConnectionStatus,
+    Provider, validate_external_id, validate_stripe_version,
+};
+use patchbay_core::metadata::MetadataPatch;
+use patchbay_core::store::{NewConnection, SecretRotation, Updated};
+use patchbay_core::tenant::validate_name;
+use patchbay_core::time::{add_seconds, now};
+use patchbay_core::{ConnectionId, Metadata, Page, PageRequest, StoreError, TenantId, ValidationError};
+use patchbay_stripe::{KeyError, KeyKind, RateKey, StripeKey};
+use patchbay_vault::{DataKey, SecretContext};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use super::test_call::{self, Verdict};
+use super::{CAS_ATTEMPTS, next_updated_at};
+use crate::auth::AuditContext;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The field name bound into the sealed key's associated data.
+const KEY_FIELD: &str = "api_key";
+/// The same for a key kept after rotation.
+const PREVIOUS_KEY_FIELD: &str = "previous_api_key";
+/// Longest grace period for a replaced key.
+pub const MAX_KEEP_PREVIOUS_SECONDS: u64 = 30 * 24 * 3600;
+
+/// A connection to create.
+#[derive(Debug)]
+pub struct NewConnectionInput {
+    /// Must be Stripe.
+    pub provider: Provider,
+    /// The pasted key.
+    pub api_key: SecretString,
+    /// The tenant's reference.
+    pub external_id: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Pinned API version.
+    pub stripe_version: Option<String>,
+    /// Run the test call first (default); without it the connection is `pending`.
+    pub validate: bool,
+}
+
+/// What a PATCH may change; `Some(None)` clears a field.
+#[derive(Debug, Default)]
+pub struct ConnectionPatch {
+    /// Display name.
+    pub name: Option<Option<String>>,
+    /// Metadata merge patch.
+    pub metadata: Option<Option<MetadataPatch>>,
+    /// External id.
+    pub external_id: Option<Option<String>>,
+    /// Pinned API version.
+    pub stripe_version: Option<Option<String>>,
+}
+
+fn key_error(e: KeyError) -> ApiError {
+    ApiError::unprocessable(e.code, e.message).with_param("api_key")
+}
+
+fn external_id_taken(external_id: &str) -> ApiError {
+    ApiError::conflict(
+        "external_id_taken",
+        format!("A connection with external_id '{external_id}' already exists for this tenant."),
+    )
+    .with_param("external_id")
+}
+
+fn store_error(e: StoreError, external_id: Option<&str>) -> ApiError {
+    match (e, external_id) {
+        (StoreError::Conflict { field: "external_id" }, Some(ext)) => external_id_taken(ext),
+        (e, _) => e.into(),
+    }
+}
+
+fn audit(ctx: &AuditContext, tenant: TenantId, id: ConnectionId, action: &str, details: serde_json::Value) -> AuditEvent {
+    AuditEvent::new(Some(tenant), ctx.actor, action, Some(id.to_string()), details, ctx.request_id.clone())
+}
+
+fn auth_method(key: &StripeKey) -> AuthMethod {
+    match key.kind() {
+        KeyKind::Secret => AuthMethod::SecretKey,
+        KeyKind::Restricted => AuthMethod::RestrictedKey,
+    }
+}
+
+fn context<'a>(tenant: TenantId, id: &'a str, field: &'static str) -> SecretContext<'a> {
+    SecretContext {
+        tenant,
+        record: id,
+        field,
+    }
+}
+
+fn not_found(id: ConnectionId) -> ApiError {
+    ApiError::not_found("connection", &id.to_string())
+}
+
+/// Creates a connection. Runs the test call first (unless told not to) and
+/// stores nothing when it fails.
+pub async fn create(
+    state: &AppState,
+    ctx: &AuditContext,
+    tenant: TenantId,
+    input: NewConnectionInput,
+) -> Result<Connection, ApiError> {
+    let Provider::Stripe = input.provider;
+    let key = StripeKey::parse(input.api_key).map_err(key_error)?;
+    let external_id = input.external_id.as_deref().map(validate_external_id).transpose()?;
+    let name = input.name.as_deref().map(|n| validate_name(n, "name")).transpose()?;
+    let metadata = Metadata::new(input.metadata, "metadata")?;
+    let stripe_version = input
+        .stripe_version
+        .as_deref()
+        .map(validate_stripe_version)
+        .transpose()?;
+    if let Some(ext) = &external_id {
+        if state.store.find_connection_by_external_id(tenant, ext).await?.is_some() {
+            return Err(external_id_taken(ext));
+        }
+    }
+    let data_key_record = state
+        .store
+        .tenant_data_key(tenant)
+        .await?
+        .ok_or_else(|| ApiError::internal(&format_args!("tenant {tenant} has no data key")))?;
+
+    let at = now();
+    let every = state.config.revalidate_every;
+    let (status, account, missing_permissions, validated_at, next_validation_at) = if input.validate {
+        let verdict = test_call::run(state, &key, stripe_version.as_deref(), None).await?;
+        match verdict {
+            Verdict::Valid {
+                account,
+                missing_permissions,
+            } => (
+                ConnectionStatus::Active,
+                account.unwrap_or_default(),
+                missing_permissions,
+                Some(at),
+                add_seconds(at, every.as_secs() as i64),
+            ),
+            refused => return Err(refused.refusal().unwrap_or_else(|| ApiError::internal(&"test call"))),
+        }
+    } else {
+        // Pending connections are validated by the next background pass.
+        (ConnectionStatus::Pending, AccountDetails::default(), Vec::new(), None, at)
+    };
+
+    let id = ConnectionId::new();
+    let data_key = state.keyring.open_data_key(&data_key_record)?;
+    let id_text = id.to_string();
+    let secret = data_key.seal(context(tenant, &id_text, KEY_FIELD), key.secret())?;
+    let connection = Connection {
+        id,
+        tenant_id: tenant,
+        provider: Provider::Stripe,
+        auth_method: auth_method(&key),
+        livemode: key.livemode(),
+        status,
+        account,
+        key_hint: key.hint(),
+        external_id: external_id.clone(),
+        name,
+        metadata,
+        stripe_version,
+        missing_permissions,
+        last_validated_at: validated_at,
+        last_error: None,
+        previous_key_hint: None,
+        previous_key_expires_at: None,
+        created_at: at,
+        updated_at: at,
+    };
+    let event = audit(
+        ctx,
+        tenant,
+        id,
+        "connection.created",
+        json!({
+            "key_hint": connection.key_hint,
+            "status": connection.status,
+            "livemode": connection.livemode,
+            "stripe_account_id": connection.account.stripe_account_id,
+        }),
+    );
+    let new = NewConnection {
+        connection,
+        data_key_id: data_key_record.id,
+        secret,
+        next_validation_at,
+    };
+    state
+        .store
+        .create_connection(&new, &event)
+        .await
+        .map_err(|e| store_error(e, external_id.as_deref()))?;
+    Ok(new.connection)
+}
+
+/// One connection.
+pub async fn get(state: &AppState, tenant: TenantId, id: ConnectionId) -> Result<Connection, ApiError> {
+    state.store.get_connection(tenant, id).await?.ok_or_else(|| not_found(id))
+}
+
+/// Connections matching `filter`, newest first.
+pub async fn list(
+    state: &AppState,
+    tenant: TenantId,
+    filter: &ConnectionFilter,
+    page: &PageRequest<ConnectionId>,
+) -> Result<Page<Connection>, ApiError> {
+    Ok(state.store.list_connections(tenant, filter, page).await?)
+}
+
+/// Changes name, metadata, external id or pinned version.
+pub async fn update(
+    state: &AppState,
+    ctx: &AuditContext,
+    tenant: TenantId,
+    id: ConnectionId,
+    patch: ConnectionPatch,
+) -> Result<Connection, ApiError> {
+    let name = patch
+        .name
+        .map(|n| n.as_deref().map(|n| validate_name(n, "name")).transpose())
+        .transpose()?;
+    let external_id = patch
+        .external_id
+        .map(|e| e.as_deref().map(validate_external_id).transpose())
+        .transpose()?;
+    let stripe_version = patch
+        .stripe_version
+        .map(|v| v.as_deref().map(validate_stripe_version).transpose())
+        .transpose()?;
+    for _ in 0..CAS_ATTEMPTS {
+        let current = get(state, tenant, id).await?;
+        let mut details: ConnectionDetails = current.details();
+        if let Some(name) = &name {
+            details.name = name.clone();
+        }
+        if let Some(ext) = &external_id {
+            details.external_id = ext.clone();
+        }
+        if let Some(version) = &stripe_version {
+            details.stripe_version = version.clone();
+        }
+        match &patch.metadata {
+            Some(Some(p)) => details.metadata = current.metadata.patched(p.clone(), "metadata")?,
+            Some(None) => details.metadata = Metadata::default(),
+            None => {}
+        }
+        let event = audit(
+            ctx,
+            tenant,
+            id,
+            "connection.updated",
+            json!({
+                "name_changed": details.name != current.name,
+                "metadata_changed": details.metadata != current.metadata,
+                "external_id": (details.external_id != current.external_id).then_some(&details.external_id),
+                "stripe_version": (details.stripe_version != current.stripe_version).then_some(&details.stripe_version),
+            }),
+        );
+        let updated = state
+            .store
+            .update_connection_details(tenant, id, &details, current.updated_at, next_updated_at(current.updated_at), &event)
+            .await
+            .map_err(|e| store_error(e, details.external_id.as_deref()))?;
+        match updated {
+            Updated::Applied(c) => return Ok(c),
+            Updated::NotFound => return Err(not_found(id)),
+            Updated::Stale => continue,
+        }
+    }
+    Err(ApiError::conflict(
+        "concurrent_update",
+        "The connection kept changing while this update was applied; retry it.",
+    ))
+}
+
+/// Deletes a connection and its sealed key.
+pub async fn delete(state: &AppState, ctx: &AuditContext, tenant: TenantId, id: ConnectionId) -> Result<(), ApiError> {
+    let current = get(state, tenant, id).await?;
+    let event = audit(ctx, tenant, id, "connection.deleted", json!({"key_hint": current.key_hint}));
+    if state.store.delete_connection(tenant, id, &event).await? {
+        Ok(())
+    } else {
+        Err(not_found(id))
+    }
+}
+
+/// A connection with its key opened, for calling Stripe. `Debug` shows only the key's hint.
+#[derive(Debug)]
+pub struct OpenedConnection {
+    /// The record.
+    pub connection: Connection,
+    /// The current key.
+    pub key: StripeKey,
+    data_key: DataKey,
+    data_key_id: patchbay_core::DataKeyId,
+}
+
+/// Opens a connection's key. Only in memory, only for the call at hand.
+pub async fn open(state: &AppState, tenant: TenantId, id: ConnectionId) -> Result<OpenedConnection, ApiError> {
+    let secrets = state
+        .store
+        .get_connection_secrets(tenant, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let data_key = state.keyring.open_data_key(&secrets.data_key)?;
+    let id_text = id.to_string();
+    let text = data_key.open(context(tenant, &id_text, KEY_FIELD), &secrets.secret)?;
+    let key = StripeKey::parse(text).map_err(|e| ApiError::internal(&format_args!("stored key no longer parses: {}", e.code)))?;
+    Ok(OpenedConnection {
+        connection: secrets.connection,
+        key,
+        data_key,
+        data_key_id: secrets.data_key.id,
+    })
+}
+
+/// Why a validation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A caller asked (`POST /connections/{id}/validate`): always audited.
+    Request,
+    /// The background validator: audited only when the status changes.
+    Schedule,
+}
+
+/// Re-runs the test call and records the outcome.
+pub async fn validate(
+    state: &AppState,
+    ctx: &AuditContext,
+    tenant: TenantId,
+    id: ConnectionId,
+    trigger: Trigger,
+) -> Result<Connection, ApiError> {
+    let opened = open(state, tenant, id).await?;
+    let conn = &opened.connection;
+    let rate = conn.id.to_string();
+    let verdict = test_call::run(
+        state,
+        &opened.key,
+        conn.stripe_version.as_deref(),
+        Some(RateKey {
+            key: &rate,
+            livemode: conn.livemode,
+        }),
+    )
+    .await?;
+    let at = now();
+    let record = verdict.record(at, add_seconds(at, state.config.revalidate_every.as_secs() as i64));
+    let changed = record.status != conn.status;
+    let event = (trigger == Trigger::Request || changed).then(|| {
+        audit(
+            ctx,
+            tenant,
+            id,
+            "connection.validated",
+            json!({
+                "status": record.status,
+                "previous_status": conn.status,
+                "error_code": record.last_error.as_ref().map(|e| &e.code),
+                "stripe_request_id": record.last_error.as_ref().and_then(|e| e.stripe_request_id.as_ref()),
+            }),
+        )
+    });
+    state
+        .store
+        .record_validation(tenant, id, &record, event.as_ref())
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+/// Replaces the connection's key after proving the new one reaches the same
+/// account in the same mode; the swap is one statement, so a concurrent call
+/// uses the old key or the new one, never neither.
+pub async fn rotate(
+    state: &AppState,
+    ctx: &AuditContext,
+    tenant: TenantId,
+    id: ConnectionId,
+    api_key: SecretString,
+    keep_previous_for_seconds: Option<u64>,
+) -> Result<Connection, ApiError> {
+    if let Some(secs) = keep_previous_for_seconds {
+        if !(1..=MAX_KEEP_PREVIOUS_SECONDS).contains(&secs) {
+            return Err(ValidationError::invalid(
+                "keep_previous_for_seconds",
+                format!("keep_previous_for_seconds must be between 1 and {MAX_KEEP_PREVIOUS_SECONDS} (30 days); leave it out to destroy the old key at once."),
+            )
+            .into());
+        }
+    }
+    let new_key = StripeKey::parse(api_key).map_err(key_error)?;
+    let opened = open(state, tenant, id).await?;
+    let conn = &opened.connection;
+    if new_key.livemode() != conn.livemode {
+        let mode = |live: bool| if live { "live" } else { "test" };
+        return Err(ApiError::unprocessable(
+            "mode_mismatch",
+            format!(
+                "The new key is a {}-mode key but this connection is in {} mode; a connection's mode never changes. Create a new connection instead.",
+                mode(new_key.livemode()),
+                mode(conn.livemode)
+            ),
+        )
+        .with_param("api_key"));
+    }
+    if new_key.secret().expose_secret() == opened.key.secret().expose_secret() {
+        return Err(ApiError::unprocessable(
+            "same_key",
+            "The new key is the key this connection already uses.",
+        )
+        .with_param("api_key"));
+    }
+    let rate = conn.id.to_string();
+    let verdict = test_call::run(
+        state,
+        &new_key,
+        conn.stripe_version.as_deref(),
+        Some(RateKey {
+            key: &rate,
+            livemode: conn.livemode,
+        }),
+    )
+    .await?;
+    let Verdict::Valid { account, .. } = &verdict else {
+        return Err(verdict.refusal().unwrap_or_else(|| ApiError::internal(&"test call")));
+    };
+    check_same_account(conn.account.stripe_account_id.as_deref(), account.as_ref())?;
+
+    let at = now();
+    let id_text = id.to_string();
+    let secret = opened
+        .data_key
+        .seal(context(tenant, &id_text, KEY_FIELD), new_key.secret())?;
+    let previous = keep_previous_for_seconds
+        .map(|secs| -> Result<_, ApiError> {
+            let sealed = opened
+                .data_key
+                .seal(context(tenant, &id_text, PREVIOUS_KEY_FIELD), opened.key.secret())?;
+            Ok((sealed, opened.key.hint(), add_seconds(at, secs as i64)))
+        })
+        .transpose()?;
+    let rotation = SecretRotation {
+        auth_method: auth_method(&new_key),
+        key_hint: new_key.hint(),
+        data_key_id: opened.data_key_id,
+        secret,
+        previous,
+        validation: verdict.record(at, add_seconds(at, state.config.revalidate_every.as_secs() as i64)),
+        updated_at: next_updated_at(conn.updated_at),
+    };
+    let event = audit(
+        ctx,
+        tenant,
+        id,
+        "connection.rotated",
+        json!({
+            "previous_key_hint": conn.key_hint,
+            "key_hint": rotation.key_hint,
+            "previous_key_kept_until": rotation.previous.as_ref().map(|p| p.2),
+        }),
+    );
+    state
+        .store
+        .rotate_connection_secret(tenant, id, &rotation, &event)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+/// A new key must reach the account the connection knows. When the connection
+/// knows its account and the new key cannot say which account it reaches, the
+/// rotation is refused rather than trusted.
+fn check_same_account(known: Option<&str>, reached: Option<&AccountDetails>) -> Result<(), ApiError> {
+    let Some(known) = known else {
+        return Ok(());
+    };
+    match reached.and_then(|a| a.stripe_account_id.as_deref()) {
+        Some(new) if new == known => Ok(()),
+        Some(new) => Err(ApiError::unprocessable(
+            "account_mismatch",
+            format!("The new key belongs to Stripe account {new}, but this connection is for {known}. Rotate to a key of {known}, or create a new connection."),
+        )
+        .with_param("api_key")),
+        None => Err(ApiError::unprocessable(
+            "account_unverifiable",
+            format!("The new key cannot read its account (it lacks the 'Account' read permission), so Patchbay cannot confirm it belongs to {known}. Grant that permission to the restricted key, or rotate to a secret key."),
+        )
+        .with_param("api_key")),
+    }
+}

@@ -1,0 +1,20 @@
+//! The application's use cases, between the HTTP handlers and the store, vault
+//! and Stripe client. Handlers parse and render; services decide.
+
+pub mod api_keys;
+pub mod background;
+pub mod connections;
+pub mod tenants;
+mod test_call;
+
+use patchbay_core::Timestamp;
+use patchbay_core::time::now;
+
+/// A new `updated_at` strictly after `previous`, so compare-and-swap updates
+/// never mistake two versions for one.
+pub(crate) fn next_updated_at(previous: Timestamp) -> Timestamp {
+    now().max(previous + chrono::TimeDelta::microseconds(1))
+}
+
+/// How many times a compare-and-swap update is retried under contention.
+pub(crate) const CAS_ATTEMPTS: usize = 5;

@@ -1,0 +1,130 @@
+//! Tenants: creation with their data key, updates, and deletion that
+//! crypto-shreds every secret of the tenant.
+
+use std::collections::BTreeMap;
+
+use patchbay_core::audit::AuditEvent;
+use patchbay_core::metadata::MetadataPatch;
+use patchbay_core::store::Updated;
+use patchbay_core::tenant::{Tenant, TenantStatus, validate_name};
+use patchbay_core::time::now;
+use patchbay_core::{Metadata, Page, PageRequest, TenantId};
+use serde_json::json;
+
+use super::{CAS_ATTEMPTS, next_updated_at};
+use crate::auth::AuditContext;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn audit(ctx: &AuditContext, tenant: TenantId, action: &str, details: serde_json::Value) -> AuditEvent {
+    AuditEvent::new(Some(tenant), ctx.actor, action, Some(tenant.to_string()), details, ctx.request_id.clone())
+}
+
+/// Creates a tenant and its data key.
+pub async fn create(
+    state: &AppState,
+    ctx: &AuditContext,
+    name: &str,
+    metadata: BTreeMap<String, String>,
+) -> Result<Tenant, ApiError> {
+    let name = validate_name(name, "name")?;
+    let metadata = Metadata::new(metadata, "metadata")?;
+    let at = now();
+    let tenant = Tenant {
+        id: TenantId::new(),
+        name,
+        status: TenantStatus::Active,
+        metadata,
+        created_at: at,
+        updated_at: at,
+    };
+    let (data_key, _) = state.keyring.new_data_key(tenant.id)?;
+    let event = audit(ctx, tenant.id, "tenant.created", json!({"name": tenant.name}));
+    state.store.create_tenant(&tenant, &data_key, &event).await?;
+    Ok(tenant)
+}
+
+/// One tenant.
+pub async fn get(state: &AppState, id: TenantId) -> Result<Tenant, ApiError> {
+    state
+        .store
+        .get_tenant(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant", &id.to_string()))
+}
+
+/// Tenants, newest first.
+pub async fn list(state: &AppState, page: &PageRequest<TenantId>) -> Result<Page<Tenant>, ApiError> {
+    Ok(state.store.list_tenants(page).await?)
+}
+
+/// What a PATCH may change.
+#[derive(Debug, Default)]
+pub struct TenantPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// Enable or disable.
+    pub status: Option<TenantStatus>,
+    /// Metadata merge patch; `Some(None)` clears all.
+    pub metadata: Option<Option<MetadataPatch>>,
+}
+
+/// Applies a patch (retrying if another writer got there first).
+pub async fn update(
+    state: &AppState,
+    ctx: &AuditContext,
+    id: TenantId,
+    patch: TenantPatch,
+) -> Result<Tenant, ApiError> {
+    let name = patch.name.as_deref().map(|n| validate_name(n, "name")).transpose()?;
+    for _ in 0..CAS_ATTEMPTS {
+        let current = get(state, id).await?;
+        let mut next = current.clone();
+        if let Some(name) = &name {
+            next.name = name.clone();
+        }
+        if let Some(status) = patch.status {
+            next.status = status;
+        }
+        match &patch.metadata {
+            Some(Some(p)) => next.metadata = current.metadata.patched(p.clone(), "metadata")?,
+            Some(None) => next.metadata = Metadata::default(),
+            None => {}
+        }
+        next.updated_at = next_updated_at(current.updated_at);
+        let event = audit(
+            ctx,
+            id,
+            "tenant.updated",
+            json!({
+                "name": (next.name != current.name).then_some(&next.name),
+                "status": (next.status != current.status).then_some(next.status),
+                "metadata_changed": next.metadata != current.metadata,
+            }),
+        );
+        match state.store.update_tenant(&next, current.updated_at, &event).await? {
+            Updated::Applied(tenant) => {
+                if tenant.status != TenantStatus::Active {
+                    state.keys.invalidate_tenant(id);
+                }
+                return Ok(tenant);
+            }
+            Updated::NotFound => return Err(ApiError::not_found("tenant", &id.to_string())),
+            Updated::Stale => continue,
+        }
+    }
+    Err(ApiError::conflict(
+        "concurrent_update",
+        "The tenant kept changing while this update was applied; retry it.",
+    ))
+}
+
+/// Deletes a tenant: its data key first (crypto-shred), then its keys and connections.
+pub async fn delete(state: &AppState, ctx: &AuditContext, id: TenantId) -> Result<(), ApiError> {
+    let event = audit(ctx, id, "tenant.deleted", json!({"crypto_shredded": true}));
+    if !state.store.delete_tenant(id, &event).await? {
+        return Err(ApiError::not_found("tenant", &id.to_string()));
+    }
+    state.keys.invalidate_tenant(id);
+    Ok(())
+}

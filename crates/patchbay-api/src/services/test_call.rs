@@ -1,0 +1,155 @@
+//! Runs the Stripe test call and turns its outcome into what Patchbay records
+//! (a status and last error) or answers (an error for a failed creation).
+
+use axum::http::StatusCode;
+use patchbay_core::connection::{AccountDetails, ConnectionStatus, LastError, ValidationRecord};
+use patchbay_core::Timestamp;
+use patchbay_stripe::{KeyOutcome, RateKey, StripeError, StripeKey};
+
+use crate::error::{ApiError, ErrorType};
+use crate::state::AppState;
+
+/// What the test call established.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// The key works.
+    Valid {
+        account: Option<AccountDetails>,
+        missing_permissions: Vec<String>,
+    },
+    /// Stripe refused the key.
+    Invalid { error: LastError },
+    /// Stripe gave no verdict; `answer` is what a caller waiting on it gets.
+    Unknown { error: LastError, answer: ApiError },
+}
+
+pub(crate) async fn run(
+    state: &AppState,
+    key: &StripeKey,
+    stripe_version: Option<&str>,
+    rate: Option<RateKey<'_>>,
+) -> Result<Verdict, ApiError> {
+    match state.stripe.check_key(key, None, stripe_version, rate).await {
+        Ok(check) => Ok(match check.outcome {
+            KeyOutcome::Valid {
+                account,
+                missing_permissions,
+            } => Verdict::Valid {
+                account,
+                missing_permissions,
+            },
+            KeyOutcome::Invalid { .. } => Verdict::Invalid {
+                error: LastError {
+                    code: "stripe_key_invalid".into(),
+                    message: "Stripe rejected the key (401): it is wrong, revoked, expired or was rolled.".into(),
+                    stripe_request_id: check.request_id,
+                },
+            },
+        }),
+        Err(StripeError::RateLimited { retry_after_ms }) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorType::RateLimitError,
+            "connection_rate_limited",
+            "Too many Stripe calls are queued for this connection; retry shortly.",
+        )
+        .with_retry_after(retry_after_ms.div_ceil(1000))),
+        Err(StripeError::InvalidRequest(detail)) => Err(ApiError::internal(&detail)),
+        Err(e) => Ok(unknown(&e)),
+    }
+}
+
+fn unknown(e: &StripeError) -> Verdict {
+    let request_id = e.request_id().map(str::to_owned);
+    let (code, status, kind, message) = match e {
+        StripeError::Unreachable { message, .. } => (
+            "stripe_unreachable",
+            StatusCode::BAD_GATEWAY,
+            ErrorType::ApiConnectionError,
+            format!("Stripe could not be reached for the test call ({message})."),
+        ),
+        StripeError::Api { status: 429, .. } => (
+            "stripe_rate_limited",
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::RateLimitError,
+            "Stripe rate-limited the test call (429) even after retries.".to_owned(),
+        ),
+        StripeError::Api { status, .. } if *status >= 500 => (
+            "stripe_unavailable",
+            StatusCode::BAD_GATEWAY,
+            ErrorType::ApiConnectionError,
+            format!("Stripe failed the test call with {status} even after retries."),
+        ),
+        other => (
+            "stripe_unexpected_response",
+            StatusCode::BAD_GATEWAY,
+            ErrorType::ApiConnectionError,
+            format!("Stripe answered the test call in an unexpected way: {other}."),
+        ),
+    };
+    let mut answer = ApiError::new(
+        status,
+        kind,
+        code,
+        format!(
+            "{message} Nothing was stored; retry, or send \"validate\": false to store the connection as pending.{}",
+            request_id
+                .as_deref()
+                .map(|r| format!(" Stripe request id: {r}."))
+                .unwrap_or_default()
+        ),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        answer = answer.with_retry_after(2);
+    }
+    Verdict::Unknown {
+        error: LastError {
+            code: code.into(),
+            message,
+            stripe_request_id: request_id,
+        },
+        answer,
+    }
+}
+
+impl Verdict {
+    /// The record to store for this verdict.
+    pub(crate) fn record(&self, at: Timestamp, next: Timestamp) -> ValidationRecord {
+        let (status, account, missing, error) = match self {
+            Verdict::Valid {
+                account,
+                missing_permissions,
+            } => (ConnectionStatus::Active, account.clone(), missing_permissions.clone(), None),
+            Verdict::Invalid { error } => (ConnectionStatus::Invalid, None, Vec::new(), Some(error.clone())),
+            Verdict::Unknown { error, .. } => (ConnectionStatus::Error, None, Vec::new(), Some(error.clone())),
+        };
+        ValidationRecord {
+            status,
+            account,
+            missing_permissions: missing,
+            validated_at: at,
+            last_error: error,
+            next_validation_at: next,
+        }
+    }
+
+    /// The answer to a creation or rotation that this verdict stops.
+    pub(crate) fn refusal(self) -> Option<ApiError> {
+        match self {
+            Verdict::Valid { .. } => None,
+            Verdict::Invalid { error } => Some(
+                ApiError::unprocessable(
+                    "stripe_key_invalid",
+                    format!(
+                        "Stripe rejected this key (401): it is wrong, revoked, expired or was rolled. Nothing was stored.{}",
+                        error
+                            .stripe_request_id
+                            .map(|r| format!(" Stripe request id: {r}."))
+                            .unwrap_or_default()
+                    ),
+                )
+                .with_param("api_key"),
+            ),
+            Verdict::Unknown { answer, .. } => Some(answer),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What every handler shares: the store, the keyring, the Stripe client, the
+//! API-key verifier and the settings.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use patchbay_core::Store;
+use patchbay_stripe::StripeClient;
+use patchbay_vault::api_token::token_digest;
+use patchbay_vault::{ApiKeyHasher, Keyring};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::auth::KeyVerifier;
+
+/// API settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Longest a request may run.
+    pub request_timeout: Duration,
+    /// How long a verified API key is trusted without looking at the database
+    /// again (zero disables the cache: argon2 on every request).
+    pub key_cache_ttl: Duration,
+    /// How often each connection is re-validated in the background.
+    pub revalidate_every: Duration,
+    /// Connections validated at once by one replica.
+    pub revalidate_concurrency: usize,
+    /// API-key hashing parameters.
+    pub hasher: ApiKeyHasher,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(120),
+            key_cache_ttl: Duration::from_secs(10),
+            revalidate_every: Duration::from_secs(24 * 3600),
+            revalidate_concurrency: 4,
+            hasher: ApiKeyHasher::default(),
+        }
+    }
+}
+
+/// Shared state; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+/// The shared parts.
+pub struct Inner {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Master keys.
+    pub keyring: Arc<Keyring>,
+    /// Stripe.
+    pub stripe: StripeClient,
+    /// Tenant API-key verification with its cache.
+    pub keys: KeyVerifier,
+    /// SHA-256 of the platform admin token, if one is configured.
+    admin_digest: Option<[u8; 32]>,
+    /// Settings.
+    pub config: ApiConfig,
+    /// Renders `/metrics`, when a recorder is installed.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .field("keyring", &self.keyring)
+            .field("keys", &self.keys)
+            .field("admin_token", &self.admin_digest.map(|_| "[set]"))
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(
+        store: Arc<dyn Store>,
+        keyring: Arc<Keyring>,
+        stripe: StripeClient,
+        admin_token: Option<&SecretString>,
+        config: ApiConfig,
+        metrics: Option<PrometheusHandle>,
+    ) -> Self {
+        let keys = KeyVerifier::new(store.clone(), config.hasher.clone(), config.key_cache_ttl);
+        Self(Arc::new(Inner {
+            admin_digest: admin_token.map(|t| token_digest(t.expose_secret())),
+            keys,
+            store,
+            keyring,
+            stripe,
+            config,
+            metrics,
+        }))
+    }
+
+    /// Whether `token` is the admin token (constant time).
+    pub fn is_admin_token(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.admin_digest
+            .is_some_and(|d| bool::from(d.ct_eq(&token_digest(token))))
+    }
+}
