@@ -125,7 +125,12 @@ impl ApiError {
 
     /// 400: the request does not have the expected shape.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, ErrorType::InvalidRequestError, code, message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::InvalidRequestError,
+            code,
+            message,
+        )
     }
 
     /// 422: the request parsed, but a value breaks a rule.
@@ -151,17 +156,32 @@ impl ApiError {
 
     /// 409: a uniqueness rule.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, ErrorType::InvalidRequestError, code, message)
+        Self::new(
+            StatusCode::CONFLICT,
+            ErrorType::InvalidRequestError,
+            code,
+            message,
+        )
     }
 
     /// 401.
     pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, ErrorType::AuthenticationError, code, message)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorType::AuthenticationError,
+            code,
+            message,
+        )
     }
 
     /// 403.
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, ErrorType::PermissionError, code, message)
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorType::PermissionError,
+            code,
+            message,
+        )
     }
 
     /// 500. The cause is logged with the request id; the client sees none of it.

@@ -41,18 +41,20 @@ where
                 "Send the request body as JSON with 'Content-Type: application/json'.",
             ));
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    ErrorType::InvalidRequestError,
-                    "body_too_large",
-                    "The request body is larger than this server accepts.",
-                )
-            } else {
-                ApiError::bad_request("body_unreadable", "The request body could not be read.")
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        ErrorType::InvalidRequestError,
+                        "body_too_large",
+                        "The request body is larger than this server accepts.",
+                    )
+                } else {
+                    ApiError::bad_request("body_unreadable", "The request body could not be read.")
+                }
+            })?;
         parse_json(&bytes).map(Json)
     }
 }
@@ -92,20 +94,37 @@ fn json_error(path: &str, e: &serde_json::Error) -> ApiError {
             let field = path.trim_start_matches('.');
             if let Some(name) = between(&bare, "missing field `", "`") {
                 let param = join(field, &name);
-                ApiError::bad_request("parameter_missing", format!("Missing required parameter: {param}."))
-                    .with_param(param)
+                ApiError::bad_request(
+                    "parameter_missing",
+                    format!("Missing required parameter: {param}."),
+                )
+                .with_param(param)
             } else if let Some(name) = between(&bare, "unknown field `", "`") {
-                let param = if field.ends_with(&name) { field.to_owned() } else { join(field, &name) };
+                let param = if field.ends_with(&name) {
+                    field.to_owned()
+                } else {
+                    join(field, &name)
+                };
                 let expected = bare
                     .split_once(", expected ")
                     .map(|(_, rest)| format!(" Expected {rest}."))
                     .unwrap_or_default();
-                ApiError::bad_request("parameter_unknown", format!("Received unknown parameter: {param}.{expected}"))
-                    .with_param(param)
+                ApiError::bad_request(
+                    "parameter_unknown",
+                    format!("Received unknown parameter: {param}.{expected}"),
+                )
+                .with_param(param)
             } else {
-                let param = if field.is_empty() { "body".to_owned() } else { field.to_owned() };
-                ApiError::bad_request("parameter_invalid", format!("Invalid value for {param}: {bare}."))
-                    .with_param(param)
+                let param = if field.is_empty() {
+                    "body".to_owned()
+                } else {
+                    field.to_owned()
+                };
+                ApiError::bad_request(
+                    "parameter_invalid",
+                    format!("Invalid value for {param}: {bare}."),
+                )
+                .with_param(param)
             }
         }
     }
@@ -151,7 +170,10 @@ where
                     )
                     .with_param(name)
                 } else if param == "." || param.is_empty() {
-                    ApiError::bad_request("parameter_invalid", format!("Invalid query string: {message}."))
+                    ApiError::bad_request(
+                        "parameter_invalid",
+                        format!("Invalid query string: {message}."),
+                    )
                 } else {
                     ApiError::bad_request(
                         "parameter_invalid",
@@ -165,7 +187,6 @@ where
 
 /// Parses a prefixed id from a path segment; a malformed one is a 400 naming `param`.
 pub fn parse_id<K: IdKind>(raw: &str, param: &'static str) -> Result<Id<K>, ApiError> {
-    raw.parse::<Id<K>>().map_err(|e| {
-        ApiError::bad_request("invalid_id", e.to_string()).with_param(param)
-    })
+    raw.parse::<Id<K>>()
+        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()).with_param(param))
 }

@@ -152,7 +152,7 @@ pub struct ApiKey {
     pub name: Option<String>,
     /// What the key may do.
     pub scopes: Scopes,
-    /// The token's first characters, for recognising it (`pbk_01jq3v6k…`).
+    /// The token's last characters, for recognising it (`pbk_…x9Qa`).
     pub hint: String,
     /// After this instant the key is refused.
     pub expires_at: Option<Timestamp>,

@@ -50,9 +50,9 @@ impl ApiToken {
         self.0.expose_secret()
     }
 
-    /// A recognisable, non-secret prefix: `pbk_01jq3v6k…`.
+    /// Enough to recognise the token, not to use it: `pbk_…x9Qa` (its last four characters).
     pub fn hint(&self) -> String {
-        format!("{}…", &self.expose()[..TENANT_PREFIX.len() + 8])
+        format!("{TENANT_PREFIX}…{}", &self.expose()[TOKEN_LEN - 4..])
     }
 
     /// The part the hash covers.
@@ -157,7 +157,8 @@ mod tests {
         let (parsed, secret) = parse_tenant_token(token.expose()).unwrap();
         assert_eq!(parsed, id);
         assert_eq!(secret, token.secret_part());
-        assert!(token.hint().starts_with("pbk_"));
+        assert!(token.hint().starts_with("pbk_…"));
+        assert!(token.expose().ends_with(&token.hint()["pbk_…".len()..]));
         assert!(!token.hint().contains(token.secret_part()));
         assert_eq!(format!("{token:?}"), "ApiToken([REDACTED])");
     }

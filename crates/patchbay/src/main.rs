@@ -1,1 +1,7 @@
-fn main() {}
+//! `patchbay`: the server and its admin commands. See `patchbay --help`.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    patchbay::run()
+}

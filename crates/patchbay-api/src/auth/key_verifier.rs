@@ -13,14 +13,14 @@ use patchbay_core::api_key::KeyState;
 use patchbay_core::tenant::TenantStatus;
 use patchbay_core::time::now;
 use patchbay_core::{ApiKeyId, Store, StoreError, TenantId, Timestamp};
-use patchbay_vault::api_token::{parse_tenant_token, token_digest};
 use patchbay_vault::ApiKeyHasher;
+use patchbay_vault::api_token::{parse_tenant_token, token_digest};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::usage::UsageRecorder;
 use super::TenantPrincipal;
+use super::usage::UsageRecorder;
 use crate::error::ApiError;
 
 /// Why a key was refused.
@@ -47,8 +47,12 @@ impl From<AuthFailure> for ApiError {
                 "api_key_invalid",
                 "The API key is not valid. Check that it was copied whole; keys are shown only once, at creation.",
             ),
-            AuthFailure::Revoked => ApiError::unauthenticated("api_key_revoked", "This API key was revoked."),
-            AuthFailure::Expired => ApiError::unauthenticated("api_key_expired", "This API key has expired."),
+            AuthFailure::Revoked => {
+                ApiError::unauthenticated("api_key_revoked", "This API key was revoked.")
+            }
+            AuthFailure::Expired => {
+                ApiError::unauthenticated("api_key_expired", "This API key has expired.")
+            }
             AuthFailure::TenantDisabled => ApiError::forbidden(
                 "tenant_disabled",
                 "This tenant is disabled; its API keys are refused until the platform admin enables it.",
@@ -171,7 +175,12 @@ impl KeyVerifier {
         Ok(principal)
     }
 
-    fn cached(&self, key_id: ApiKeyId, digest: &[u8; 32], at: Timestamp) -> Option<TenantPrincipal> {
+    fn cached(
+        &self,
+        key_id: ApiKeyId,
+        digest: &[u8; 32],
+        at: Timestamp,
+    ) -> Option<TenantPrincipal> {
         let cache = self.cache.read();
         let entry = cache.get(&key_id)?;
         let fresh = entry.trusted_until > Instant::now()
@@ -192,4 +201,3 @@ impl KeyVerifier {
             .retain(|_, e| e.principal.tenant_id != tenant_id);
     }
 }
-

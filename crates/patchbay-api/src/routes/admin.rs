@@ -40,9 +40,16 @@ pub struct MasterKeyUsage {
 #[utoipa::path(get, path = "/api/v1/admin/keys", tag = "admin",
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "Master key usage", body = KeyStatus), StandardErrors))]
-pub async fn key_status(_: Admin, State(state): State<AppState>) -> Result<axum::Json<KeyStatus>, ApiError> {
+pub async fn key_status(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<axum::Json<KeyStatus>, ApiError> {
     let usage = patchbay_vault::rotation::key_usage(&state.keyring, state.store.as_ref()).await?;
-    let pending_rotation = usage.iter().filter(|u| !u.primary).map(|u| u.data_keys).sum();
+    let pending_rotation = usage
+        .iter()
+        .filter(|u| !u.primary)
+        .map(|u| u.data_keys)
+        .sum();
     Ok(axum::Json(KeyStatus {
         primary: state.keyring.primary_id().to_owned(),
         keys: usage

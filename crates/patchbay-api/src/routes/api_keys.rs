@@ -3,10 +3,10 @@
 //! scoped key) under `/api/v1/api-keys`. Several keys may be live at once, so a
 //! tenant rotates with no downtime: create the new key, switch, revoke the old.
 
-use chrono::{DateTime, Utc};
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Extension;
+use chrono::{DateTime, Utc};
 use patchbay_core::api_key::{ApiKey, KeyState, Scope};
 use patchbay_core::time::now;
 use patchbay_core::{ApiKeyId, TenantId};
@@ -38,8 +38,8 @@ pub struct ApiKeyObject {
     /// `active`, `revoked` or `expired`.
     #[schema(example = "active")]
     pub status: &'static str,
-    /// The key's first characters, to recognise it.
-    #[schema(example = "pbk_01jq3v6k…")]
+    /// The key's last characters, to recognise it.
+    #[schema(example = "pbk_…x9Qa")]
     pub hint: String,
     /// The full key: send it as `x-api-key` or `Authorization: Bearer`. Shown only
     /// once, in the creation response; store it safely.
@@ -118,7 +118,10 @@ async fn create(
         expires_at: body.expires_at,
     };
     let (key, token) = api_keys::create(state, ctx, tenant, input).await?;
-    Ok((StatusCode::CREATED, axum::Json(ApiKeyObject::new(key, Some(&token)))))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(ApiKeyObject::new(key, Some(&token))),
+    ))
 }
 
 async fn list(
@@ -127,10 +130,17 @@ async fn list(
     query: ListApiKeys,
     url: String,
 ) -> Result<axum::Json<ListResponse<ApiKeyObject>>, ApiError> {
-    let request = page(query.limit, query.starting_after.as_deref(), query.ending_before.as_deref())?;
+    let request = page(
+        query.limit,
+        query.starting_after.as_deref(),
+        query.ending_before.as_deref(),
+    )?;
     let page = api_keys::list(state, tenant, &request).await?;
     Ok(axum::Json(ListResponse::new(
-        page.data.into_iter().map(|k| ApiKeyObject::new(k, None)).collect(),
+        page.data
+            .into_iter()
+            .map(|k| ApiKeyObject::new(k, None))
+            .collect(),
         page.has_more,
         url,
     )))
@@ -168,7 +178,13 @@ pub async fn admin_list_keys(
 ) -> Result<axum::Json<ListResponse<ApiKeyObject>>, ApiError> {
     let tenant: TenantId = parse_id(&id, "id")?;
     crate::services::tenants::get(&state, tenant).await?;
-    list(&state, tenant, query, format!("/api/v1/tenants/{tenant}/api-keys")).await
+    list(
+        &state,
+        tenant,
+        query,
+        format!("/api/v1/tenants/{tenant}/api-keys"),
+    )
+    .await
 }
 
 /// Retrieves one of a tenant's API keys.
@@ -183,7 +199,10 @@ pub async fn admin_get_key(
 ) -> Result<axum::Json<ApiKeyObject>, ApiError> {
     let tenant = parse_id(&id, "id")?;
     let key_id = parse_id(&key_id, "key_id")?;
-    Ok(axum::Json(ApiKeyObject::new(api_keys::get(&state, tenant, key_id).await?, None)))
+    Ok(axum::Json(ApiKeyObject::new(
+        api_keys::get(&state, tenant, key_id).await?,
+        None,
+    )))
 }
 
 /// Revokes one of a tenant's API keys; it stops working at once.
@@ -228,7 +247,13 @@ pub async fn list_keys(
     Query(query): Query<ListApiKeys>,
 ) -> Result<axum::Json<ListResponse<ApiKeyObject>>, ApiError> {
     tenant.require(Scope::Admin)?;
-    list(&state, tenant.tenant_id, query, "/api/v1/api-keys".to_owned()).await
+    list(
+        &state,
+        tenant.tenant_id,
+        query,
+        "/api/v1/api-keys".to_owned(),
+    )
+    .await
 }
 
 /// Retrieves one of the calling tenant's API keys (needs the `admin` scope).
@@ -243,7 +268,10 @@ pub async fn get_key(
 ) -> Result<axum::Json<ApiKeyObject>, ApiError> {
     tenant.require(Scope::Admin)?;
     let key_id = parse_id(&key_id, "key_id")?;
-    Ok(axum::Json(ApiKeyObject::new(api_keys::get(&state, tenant.tenant_id, key_id).await?, None)))
+    Ok(axum::Json(ApiKeyObject::new(
+        api_keys::get(&state, tenant.tenant_id, key_id).await?,
+        None,
+    )))
 }
 
 /// Revokes one of the calling tenant's API keys (needs the `admin` scope).

@@ -1,8 +1,8 @@
 //! `/api/v1/audit-events`: who did what, when. Tenants see their own events
 //! (with an `admin` scoped key); the platform admin sees everyone's.
 
-use chrono::{DateTime, Utc};
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use patchbay_core::api_key::Scope;
 use patchbay_core::audit::AuditEvent;
 use patchbay_core::store::AuditFilter;
@@ -101,12 +101,19 @@ pub async fn list_audit_events(
             .with_param("tenant_id"));
         }
     };
-    let request = page(query.limit, query.starting_after.as_deref(), query.ending_before.as_deref())?;
+    let request = page(
+        query.limit,
+        query.starting_after.as_deref(),
+        query.ending_before.as_deref(),
+    )?;
     let filter = AuditFilter {
         action: query.action,
         target_id: query.target_id,
     };
-    let page = state.store.list_audit_events(tenant, &filter, &request).await?;
+    let page = state
+        .store
+        .list_audit_events(tenant, &filter, &request)
+        .await?;
     Ok(axum::Json(ListResponse::new(
         page.data.into_iter().map(Into::into).collect(),
         page.has_more,

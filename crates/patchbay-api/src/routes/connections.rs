@@ -3,9 +3,9 @@
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Extension;
 use patchbay_core::api_key::Scope;
 use patchbay_core::connection::{
     AuthMethod, Connection, ConnectionFilter, ConnectionStatus, LastError, Provider,
@@ -236,7 +236,13 @@ pub async fn create_connection(
         stripe_version: body.stripe_version,
         validate: body.validate,
     };
-    let created = connections::create(&state, &audit(&tenant, &request_id), tenant.tenant_id, input).await?;
+    let created = connections::create(
+        &state,
+        &audit(&tenant, &request_id),
+        tenant.tenant_id,
+        input,
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
@@ -250,7 +256,11 @@ pub async fn list_connections(
     Query(query): Query<ListConnections>,
 ) -> Result<axum::Json<ListResponse<ConnectionObject>>, ApiError> {
     tenant.require(Scope::ConnectionsRead)?;
-    let request = page(query.limit, query.starting_after.as_deref(), query.ending_before.as_deref())?;
+    let request = page(
+        query.limit,
+        query.starting_after.as_deref(),
+        query.ending_before.as_deref(),
+    )?;
     let filter = ConnectionFilter {
         status: query.status,
         external_id: query.external_id,
@@ -276,7 +286,9 @@ pub async fn get_connection(
 ) -> Result<axum::Json<ConnectionObject>, ApiError> {
     tenant.require(Scope::ConnectionsRead)?;
     let id = parse_id(&id, "id")?;
-    Ok(axum::Json(connections::get(&state, tenant.tenant_id, id).await?.into()))
+    Ok(axum::Json(
+        connections::get(&state, tenant.tenant_id, id).await?.into(),
+    ))
 }
 
 /// Renames a connection, or changes its metadata, external id or pinned version.
@@ -304,7 +316,14 @@ pub async fn update_connection(
         external_id: body.external_id,
         stripe_version: body.stripe_version,
     };
-    let updated = connections::update(&state, &audit(&tenant, &request_id), tenant.tenant_id, id, patch).await?;
+    let updated = connections::update(
+        &state,
+        &audit(&tenant, &request_id),
+        tenant.tenant_id,
+        id,
+        patch,
+    )
+    .await?;
     Ok(axum::Json(updated.into()))
 }
 
@@ -346,8 +365,14 @@ pub async fn validate_connection(
 ) -> Result<axum::Json<ConnectionObject>, ApiError> {
     tenant.require(Scope::ConnectionsWrite)?;
     let id = parse_id(&id, "id")?;
-    let validated =
-        connections::validate(&state, &audit(&tenant, &request_id), tenant.tenant_id, id, Trigger::Request).await?;
+    let validated = connections::validate(
+        &state,
+        &audit(&tenant, &request_id),
+        tenant.tenant_id,
+        id,
+        Trigger::Request,
+    )
+    .await?;
     Ok(axum::Json(validated.into()))
 }
 

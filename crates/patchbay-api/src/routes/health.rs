@@ -1,9 +1,9 @@
 //! Liveness and readiness.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
 use patchbay_core::store::Backend;
 use serde::Serialize;
 

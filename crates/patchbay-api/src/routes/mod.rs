@@ -9,12 +9,12 @@ mod connections;
 mod health;
 mod tenants;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, PROXY_AUTHORIZATION};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -77,12 +77,22 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(tenants::create_tenant, tenants::list_tenants))
-        .routes(routes!(tenants::get_tenant, tenants::update_tenant, tenants::delete_tenant))
-        .routes(routes!(api_keys::admin_create_key, api_keys::admin_list_keys))
+        .routes(routes!(
+            tenants::get_tenant,
+            tenants::update_tenant,
+            tenants::delete_tenant
+        ))
+        .routes(routes!(
+            api_keys::admin_create_key,
+            api_keys::admin_list_keys
+        ))
         .routes(routes!(api_keys::admin_get_key, api_keys::admin_revoke_key))
         .routes(routes!(api_keys::create_key, api_keys::list_keys))
         .routes(routes!(api_keys::get_key, api_keys::revoke_key))
-        .routes(routes!(connections::create_connection, connections::list_connections))
+        .routes(routes!(
+            connections::create_connection,
+            connections::list_connections
+        ))
         .routes(routes!(
             connections::get_connection,
             connections::update_connection,
@@ -110,7 +120,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(fallback)
         .layer(axum::middleware::from_fn(request_context))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(SetSensitiveRequestHeadersLayer::new([
             AUTHORIZATION,
             PROXY_AUTHORIZATION,
@@ -128,7 +141,10 @@ async fn fallback() -> StatusCode {
 async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     match &state.metrics {
         Some(handle) => (
-            [(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+            [(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            )],
             handle.render(),
         )
             .into_response(),

@@ -3,15 +3,17 @@
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Extension;
 use patchbay_core::metadata::MetadataPatch;
 use patchbay_core::tenant::{Tenant, TenantStatus};
 use patchbay_core::{Metadata, TenantId};
 use serde::{Deserialize, Serialize};
 
-use super::common::{Deleted, ListResponse, NotFound, StandardErrors, Unprocessable, double_option, page};
+use super::common::{
+    Deleted, ListResponse, NotFound, StandardErrors, Unprocessable, double_option, page,
+};
 use crate::auth::{Admin, AuditContext, Principal};
 use crate::context::RequestId;
 use crate::error::ApiError;
@@ -120,7 +122,11 @@ pub async fn list_tenants(
     State(state): State<AppState>,
     Query(query): Query<ListTenants>,
 ) -> Result<axum::Json<ListResponse<TenantObject>>, ApiError> {
-    let request = page(query.limit, query.starting_after.as_deref(), query.ending_before.as_deref())?;
+    let request = page(
+        query.limit,
+        query.starting_after.as_deref(),
+        query.ending_before.as_deref(),
+    )?;
     let page = tenants::list(&state, &request).await?;
     Ok(axum::Json(ListResponse::new(
         page.data.into_iter().map(Into::into).collect(),
@@ -161,7 +167,11 @@ pub async fn update_tenant(
         status: body.status,
         metadata: body.metadata,
     };
-    Ok(axum::Json(tenants::update(&state, &ctx(&request_id), id, patch).await?.into()))
+    Ok(axum::Json(
+        tenants::update(&state, &ctx(&request_id), id, patch)
+            .await?
+            .into(),
+    ))
 }
 
 /// Deletes a tenant with its keys and connections. Its data key is destroyed

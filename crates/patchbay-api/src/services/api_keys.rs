@@ -24,8 +24,21 @@ pub struct NewKey {
     pub expires_at: Option<Timestamp>,
 }
 
-fn audit(ctx: &AuditContext, tenant: TenantId, key: ApiKeyId, action: &str, details: serde_json::Value) -> AuditEvent {
-    AuditEvent::new(Some(tenant), ctx.actor, action, Some(key.to_string()), details, ctx.request_id.clone())
+fn audit(
+    ctx: &AuditContext,
+    tenant: TenantId,
+    key: ApiKeyId,
+    action: &str,
+    details: serde_json::Value,
+) -> AuditEvent {
+    AuditEvent::new(
+        Some(tenant),
+        ctx.actor,
+        action,
+        Some(key.to_string()),
+        details,
+        ctx.request_id.clone(),
+    )
 }
 
 /// Mints a key for an existing tenant; returns the record and the token (shown once).
@@ -35,12 +48,20 @@ pub async fn create(
     tenant: TenantId,
     input: NewKey,
 ) -> Result<(ApiKey, ApiToken), ApiError> {
-    let name = input.name.as_deref().map(|n| validate_name(n, "name")).transpose()?;
+    let name = input
+        .name
+        .as_deref()
+        .map(|n| validate_name(n, "name"))
+        .transpose()?;
     let scopes = Scopes::new(input.scopes)?;
     let at = now();
     if let Some(expiry) = input.expires_at {
         if expiry <= at {
-            return Err(ValidationError::invalid("expires_at", "expires_at must be in the future.").into());
+            return Err(ValidationError::invalid(
+                "expires_at",
+                "expires_at must be in the future.",
+            )
+            .into());
         }
     }
     if state.store.get_tenant(tenant).await?.is_none() {

@@ -81,7 +81,10 @@ async fn revalidate(state: AppState, mut stopped: watch::Receiver<bool>) {
         let at = now();
         match state.store.system_purge_expired_previous_keys(at).await {
             Ok(0) => {}
-            Ok(n) => info!(count = n, "destroyed replaced keys whose grace period ended"),
+            Ok(n) => info!(
+                count = n,
+                "destroyed replaced keys whose grace period ended"
+            ),
             Err(e) => warn!(error = %e, "could not purge expired previous keys"),
         }
         loop {
@@ -90,7 +93,11 @@ async fn revalidate(state: AppState, mut stopped: watch::Receiver<bool>) {
             }
             let at = now();
             let lease_until = add_seconds(at, LEASE.as_secs() as i64);
-            let due = match state.store.system_claim_due_validations(at, lease_until, batch).await {
+            let due = match state
+                .store
+                .system_claim_due_validations(at, lease_until, batch)
+                .await
+            {
                 Ok(due) => due,
                 Err(e) => {
                     warn!(error = %e, "could not claim connections to re-validate");
@@ -103,9 +110,15 @@ async fn revalidate(state: AppState, mut stopped: watch::Receiver<bool>) {
                     let state = state.clone();
                     async move {
                         let ctx = AuditContext::system();
-                        match connections::validate(&state, &ctx, tenant, id, Trigger::Schedule).await {
-                            Ok(c) => info!(connection = %id, status = c.status.as_str(), "re-validated"),
-                            Err(e) => warn!(connection = %id, code = %e.code, "re-validation failed"),
+                        match connections::validate(&state, &ctx, tenant, id, Trigger::Schedule)
+                            .await
+                        {
+                            Ok(c) => {
+                                info!(connection = %id, status = c.status.as_str(), "re-validated")
+                            }
+                            Err(e) => {
+                                warn!(connection = %id, code = %e.code, "re-validation failed")
+                            }
                         }
                     }
                 })

@@ -12,7 +12,9 @@ use patchbay_core::metadata::MetadataPatch;
 use patchbay_core::store::{NewConnection, SecretRotation, Updated};
 use patchbay_core::tenant::validate_name;
 use patchbay_core::time::{add_seconds, now};
-use patchbay_core::{ConnectionId, Metadata, Page, PageRequest, StoreError, TenantId, ValidationError};
+use patchbay_core::{
+    ConnectionId, Metadata, Page, PageRequest, StoreError, TenantId, ValidationError,
+};
 use patchbay_stripe::{KeyError, KeyKind, RateKey, StripeKey};
 use patchbay_vault::{DataKey, SecretContext};
 use secrecy::{ExposeSecret, SecretString};
@@ -77,13 +79,31 @@ fn external_id_taken(external_id: &str) -> ApiError {
 
 fn store_error(e: StoreError, external_id: Option<&str>) -> ApiError {
     match (e, external_id) {
-        (StoreError::Conflict { field: "external_id" }, Some(ext)) => external_id_taken(ext),
+        (
+            StoreError::Conflict {
+                field: "external_id",
+            },
+            Some(ext),
+        ) => external_id_taken(ext),
         (e, _) => e.into(),
     }
 }
 
-fn audit(ctx: &AuditContext, tenant: TenantId, id: ConnectionId, action: &str, details: serde_json::Value) -> AuditEvent {
-    AuditEvent::new(Some(tenant), ctx.actor, action, Some(id.to_string()), details, ctx.request_id.clone())
+fn audit(
+    ctx: &AuditContext,
+    tenant: TenantId,
+    id: ConnectionId,
+    action: &str,
+    details: serde_json::Value,
+) -> AuditEvent {
+    AuditEvent::new(
+        Some(tenant),
+        ctx.actor,
+        action,
+        Some(id.to_string()),
+        details,
+        ctx.request_id.clone(),
+    )
 }
 
 fn auth_method(key: &StripeKey) -> AuthMethod {
@@ -115,8 +135,16 @@ pub async fn create(
 ) -> Result<Connection, ApiError> {
     let Provider::Stripe = input.provider;
     let key = StripeKey::parse(input.api_key).map_err(key_error)?;
-    let external_id = input.external_id.as_deref().map(validate_external_id).transpose()?;
-    let name = input.name.as_deref().map(|n| validate_name(n, "name")).transpose()?;
+    let external_id = input
+        .external_id
+        .as_deref()
+        .map(validate_external_id)
+        .transpose()?;
+    let name = input
+        .name
+        .as_deref()
+        .map(|n| validate_name(n, "name"))
+        .transpose()?;
     let metadata = Metadata::new(input.metadata, "metadata")?;
     let stripe_version = input
         .stripe_version
@@ -124,7 +152,12 @@ pub async fn create(
         .map(validate_stripe_version)
         .transpose()?;
     if let Some(ext) = &external_id {
-        if state.store.find_connection_by_external_id(tenant, ext).await?.is_some() {
+        if state
+            .store
+            .find_connection_by_external_id(tenant, ext)
+            .await?
+            .is_some()
+        {
             return Err(external_id_taken(ext));
         }
     }
@@ -136,7 +169,8 @@ pub async fn create(
 
     let at = now();
     let every = state.config.revalidate_every;
-    let (status, account, missing_permissions, validated_at, next_validation_at) = if input.validate {
+    let (status, account, missing_permissions, validated_at, next_validation_at) = if input.validate
+    {
         let verdict = test_call::run(state, &key, stripe_version.as_deref(), None).await?;
         match verdict {
             Verdict::Valid {
@@ -149,11 +183,21 @@ pub async fn create(
                 Some(at),
                 add_seconds(at, every.as_secs() as i64),
             ),
-            refused => return Err(refused.refusal().unwrap_or_else(|| ApiError::internal(&"test call"))),
+            refused => {
+                return Err(refused
+                    .refusal()
+                    .unwrap_or_else(|| ApiError::internal(&"test call")));
+            }
         }
     } else {
         // Pending connections are validated by the next background pass.
-        (ConnectionStatus::Pending, AccountDetails::default(), Vec::new(), None, at)
+        (
+            ConnectionStatus::Pending,
+            AccountDetails::default(),
+            Vec::new(),
+            None,
+            at,
+        )
     };
 
     let id = ConnectionId::new();
@@ -208,8 +252,16 @@ pub async fn create(
 }
 
 /// One connection.
-pub async fn get(state: &AppState, tenant: TenantId, id: ConnectionId) -> Result<Connection, ApiError> {
-    state.store.get_connection(tenant, id).await?.ok_or_else(|| not_found(id))
+pub async fn get(
+    state: &AppState,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<Connection, ApiError> {
+    state
+        .store
+        .get_connection(tenant, id)
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
 /// Connections matching `filter`, newest first.
@@ -273,7 +325,14 @@ pub async fn update(
         );
         let updated = state
             .store
-            .update_connection_details(tenant, id, &details, current.updated_at, next_updated_at(current.updated_at), &event)
+            .update_connection_details(
+                tenant,
+                id,
+                &details,
+                current.updated_at,
+                next_updated_at(current.updated_at),
+                &event,
+            )
             .await
             .map_err(|e| store_error(e, details.external_id.as_deref()))?;
         match updated {
@@ -289,9 +348,20 @@ pub async fn update(
 }
 
 /// Deletes a connection and its sealed key.
-pub async fn delete(state: &AppState, ctx: &AuditContext, tenant: TenantId, id: ConnectionId) -> Result<(), ApiError> {
+pub async fn delete(
+    state: &AppState,
+    ctx: &AuditContext,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<(), ApiError> {
     let current = get(state, tenant, id).await?;
-    let event = audit(ctx, tenant, id, "connection.deleted", json!({"key_hint": current.key_hint}));
+    let event = audit(
+        ctx,
+        tenant,
+        id,
+        "connection.deleted",
+        json!({"key_hint": current.key_hint}),
+    );
     if state.store.delete_connection(tenant, id, &event).await? {
         Ok(())
     } else {
@@ -311,7 +381,11 @@ pub struct OpenedConnection {
 }
 
 /// Opens a connection's key. Only in memory, only for the call at hand.
-pub async fn open(state: &AppState, tenant: TenantId, id: ConnectionId) -> Result<OpenedConnection, ApiError> {
+pub async fn open(
+    state: &AppState,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<OpenedConnection, ApiError> {
     let secrets = state
         .store
         .get_connection_secrets(tenant, id)
@@ -320,7 +394,9 @@ pub async fn open(state: &AppState, tenant: TenantId, id: ConnectionId) -> Resul
     let data_key = state.keyring.open_data_key(&secrets.data_key)?;
     let id_text = id.to_string();
     let text = data_key.open(context(tenant, &id_text, KEY_FIELD), &secrets.secret)?;
-    let key = StripeKey::parse(text).map_err(|e| ApiError::internal(&format_args!("stored key no longer parses: {}", e.code)))?;
+    let key = StripeKey::parse(text).map_err(|e| {
+        ApiError::internal(&format_args!("stored key no longer parses: {}", e.code))
+    })?;
     Ok(OpenedConnection {
         connection: secrets.connection,
         key,
@@ -360,7 +436,10 @@ pub async fn validate(
     )
     .await?;
     let at = now();
-    let record = verdict.record(at, add_seconds(at, state.config.revalidate_every.as_secs() as i64));
+    let record = verdict.record(
+        at,
+        add_seconds(at, state.config.revalidate_every.as_secs() as i64),
+    );
     let changed = record.status != conn.status;
     let event = (trigger == Trigger::Request || changed).then(|| {
         audit(
@@ -437,7 +516,9 @@ pub async fn rotate(
     )
     .await?;
     let Verdict::Valid { account, .. } = &verdict else {
-        return Err(verdict.refusal().unwrap_or_else(|| ApiError::internal(&"test call")));
+        return Err(verdict
+            .refusal()
+            .unwrap_or_else(|| ApiError::internal(&"test call")));
     };
     check_same_account(conn.account.stripe_account_id.as_deref(), account.as_ref())?;
 
@@ -448,9 +529,10 @@ pub async fn rotate(
         .seal(context(tenant, &id_text, KEY_FIELD), new_key.secret())?;
     let previous = keep_previous_for_seconds
         .map(|secs| -> Result<_, ApiError> {
-            let sealed = opened
-                .data_key
-                .seal(context(tenant, &id_text, PREVIOUS_KEY_FIELD), opened.key.secret())?;
+            let sealed = opened.data_key.seal(
+                context(tenant, &id_text, PREVIOUS_KEY_FIELD),
+                opened.key.secret(),
+            )?;
             Ok((sealed, opened.key.hint(), add_seconds(at, secs as i64)))
         })
         .transpose()?;
@@ -460,7 +542,10 @@ pub async fn rotate(
         data_key_id: opened.data_key_id,
         secret,
         previous,
-        validation: verdict.record(at, add_seconds(at, state.config.revalidate_every.as_secs() as i64)),
+        validation: verdict.record(
+            at,
+            add_seconds(at, state.config.revalidate_every.as_secs() as i64),
+        ),
         updated_at: next_updated_at(conn.updated_at),
     };
     let event = audit(
@@ -484,7 +569,10 @@ pub async fn rotate(
 /// A new key must reach the account the connection knows. When the connection
 /// knows its account and the new key cannot say which account it reaches, the
 /// rotation is refused rather than trusted.
-fn check_same_account(known: Option<&str>, reached: Option<&AccountDetails>) -> Result<(), ApiError> {
+fn check_same_account(
+    known: Option<&str>,
+    reached: Option<&AccountDetails>,
+) -> Result<(), ApiError> {
     let Some(known) = known else {
         return Ok(());
     };

@@ -16,8 +16,20 @@ use crate::auth::AuditContext;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-fn audit(ctx: &AuditContext, tenant: TenantId, action: &str, details: serde_json::Value) -> AuditEvent {
-    AuditEvent::new(Some(tenant), ctx.actor, action, Some(tenant.to_string()), details, ctx.request_id.clone())
+fn audit(
+    ctx: &AuditContext,
+    tenant: TenantId,
+    action: &str,
+    details: serde_json::Value,
+) -> AuditEvent {
+    AuditEvent::new(
+        Some(tenant),
+        ctx.actor,
+        action,
+        Some(tenant.to_string()),
+        details,
+        ctx.request_id.clone(),
+    )
 }
 
 /// Creates a tenant and its data key.
@@ -39,8 +51,16 @@ pub async fn create(
         updated_at: at,
     };
     let (data_key, _) = state.keyring.new_data_key(tenant.id)?;
-    let event = audit(ctx, tenant.id, "tenant.created", json!({"name": tenant.name}));
-    state.store.create_tenant(&tenant, &data_key, &event).await?;
+    let event = audit(
+        ctx,
+        tenant.id,
+        "tenant.created",
+        json!({"name": tenant.name}),
+    );
+    state
+        .store
+        .create_tenant(&tenant, &data_key, &event)
+        .await?;
     Ok(tenant)
 }
 
@@ -54,7 +74,10 @@ pub async fn get(state: &AppState, id: TenantId) -> Result<Tenant, ApiError> {
 }
 
 /// Tenants, newest first.
-pub async fn list(state: &AppState, page: &PageRequest<TenantId>) -> Result<Page<Tenant>, ApiError> {
+pub async fn list(
+    state: &AppState,
+    page: &PageRequest<TenantId>,
+) -> Result<Page<Tenant>, ApiError> {
     Ok(state.store.list_tenants(page).await?)
 }
 
@@ -76,7 +99,11 @@ pub async fn update(
     id: TenantId,
     patch: TenantPatch,
 ) -> Result<Tenant, ApiError> {
-    let name = patch.name.as_deref().map(|n| validate_name(n, "name")).transpose()?;
+    let name = patch
+        .name
+        .as_deref()
+        .map(|n| validate_name(n, "name"))
+        .transpose()?;
     for _ in 0..CAS_ATTEMPTS {
         let current = get(state, id).await?;
         let mut next = current.clone();
@@ -102,7 +129,11 @@ pub async fn update(
                 "metadata_changed": next.metadata != current.metadata,
             }),
         );
-        match state.store.update_tenant(&next, current.updated_at, &event).await? {
+        match state
+            .store
+            .update_tenant(&next, current.updated_at, &event)
+            .await?
+        {
             Updated::Applied(tenant) => {
                 if tenant.status != TenantStatus::Active {
                     state.keys.invalidate_tenant(id);

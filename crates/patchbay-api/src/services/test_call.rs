@@ -2,8 +2,8 @@
 //! (a status and last error) or answers (an error for a failed creation).
 
 use axum::http::StatusCode;
-use patchbay_core::connection::{AccountDetails, ConnectionStatus, LastError, ValidationRecord};
 use patchbay_core::Timestamp;
+use patchbay_core::connection::{AccountDetails, ConnectionStatus, LastError, ValidationRecord};
 use patchbay_stripe::{KeyOutcome, RateKey, StripeError, StripeKey};
 
 use crate::error::{ApiError, ErrorType};
@@ -118,9 +118,24 @@ impl Verdict {
             Verdict::Valid {
                 account,
                 missing_permissions,
-            } => (ConnectionStatus::Active, account.clone(), missing_permissions.clone(), None),
-            Verdict::Invalid { error } => (ConnectionStatus::Invalid, None, Vec::new(), Some(error.clone())),
-            Verdict::Unknown { error, .. } => (ConnectionStatus::Error, None, Vec::new(), Some(error.clone())),
+            } => (
+                ConnectionStatus::Active,
+                account.clone(),
+                missing_permissions.clone(),
+                None,
+            ),
+            Verdict::Invalid { error } => (
+                ConnectionStatus::Invalid,
+                None,
+                Vec::new(),
+                Some(error.clone()),
+            ),
+            Verdict::Unknown { error, .. } => (
+                ConnectionStatus::Error,
+                None,
+                Vec::new(),
+                Some(error.clone()),
+            ),
         };
         ValidationRecord {
             status,

@@ -1,0 +1,107 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const ENVIRONMENT: &str = "\
+CONFIGURATION
+  Defaults, then the TOML file given with --config, then PATCHBAY_* variables.
+  Secrets also read from files: PATCHBAY_X_FILE instead of PATCHBAY_X (never both).
+
+  PATCHBAY_LISTEN                  address to serve on [127.0.0.1:3000]
+  PATCHBAY_DATA_DIR                directory for the SQLite default and dev keys [./data]
+  PATCHBAY_DATABASE_URL(_FILE)     sqlite://path.db or postgres://user@host/db
+                                   [sqlite://<data dir>/patchbay.db]
+  PATCHBAY_MASTER_KEYS(_FILE)      \"k2:<base64 32 bytes>,k1:<base64>\"; the first is primary.
+                                   Without it, SQLite uses a generated dev key in the data
+                                   directory (with a warning); PostgreSQL refuses to start.
+  PATCHBAY_ADMIN_TOKEN(_FILE)      platform admin token (32+ characters). Without it, SQLite
+                                   generates one into <data dir>/admin-token and prints it once.
+  PATCHBAY_LOG                     log filter, e.g. info or patchbay=debug [info]
+  PATCHBAY_LOG_FORMAT              text or json [text]
+  PATCHBAY_STRIPE_API_BASE         [https://api.stripe.com]
+  PATCHBAY_STRIPE_CONNECT_BASE     [https://connect.stripe.com]
+  PATCHBAY_STRIPE_TIMEOUT          per attempt [30s]
+  PATCHBAY_STRIPE_CONNECT_TIMEOUT  [5s]
+  PATCHBAY_STRIPE_MAX_RETRIES      retries after the first attempt [2]
+  PATCHBAY_REVALIDATE_EVERY        background re-validation interval per connection [24h]
+  PATCHBAY_REVALIDATE_CONCURRENCY  connections validated at once per replica [4]
+  PATCHBAY_KEY_CACHE_TTL           how long a verified API key is trusted (0 disables) [10s]
+  PATCHBAY_MAX_BODY_BYTES          largest request body [1048576]
+  PATCHBAY_REQUEST_TIMEOUT         longest a request may run [120s]
+  PATCHBAY_DB_MAX_CONNECTIONS      database pool size [16]
+  PATCHBAY_SHUTDOWN_GRACE          time in-flight requests get at shutdown [30s]
+";
+
+/// Patchbay keeps tenants' Stripe connections in an encrypted vault, proves
+/// each with a test call, and lets tenants act through them.
+#[derive(Debug, Parser)]
+#[command(name = "patchbay", version, after_long_help = ENVIRONMENT, after_help = "Run with --help for every configuration variable.")]
+pub struct Cli {
+    /// A TOML file with settings (keys as the variables, lowercase, without PATCHBAY_).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the HTTP server (applies pending migrations first). Stops gracefully
+    /// on SIGINT or SIGTERM, letting in-flight requests finish.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document, or write it to a file.
+    Openapi(OpenapiArgs),
+    /// Master encryption keys: status, rotation, generation.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Arguments of `openapi`.
+#[derive(Debug, Args)]
+pub struct OpenapiArgs {
+    /// Write to this file instead of printing (e.g. openapi/openapi.json).
+    #[arg(long, value_name = "PATH")]
+    pub write: Option<PathBuf>,
+}
+
+/// Key commands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Show how many records each master key id protects. Retire an old key
+    /// (remove it from PATCHBAY_MASTER_KEYS) only when its count is 0.
+    Status,
+    /// Re-wrap every record under the primary (first) master key. Runs online
+    /// beside the servers, in batches of one transaction each; safe to interrupt
+    /// and run again, and to run from several places at once.
+    Rotate(RotateArgs),
+    /// Print a new random master key as `id:base64`, for PATCHBAY_MASTER_KEYS.
+    Generate(GenerateArgs),
+}
+
+/// Arguments of `keys rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Records per batch (one transaction each).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+    /// Pause between batches, to spare a busy database (milliseconds).
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
+    /// No progress bar (for logs and scripts).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `keys generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The new key's id.
+    #[arg(long, default_value = "k1")]
+    pub id: String,
+}

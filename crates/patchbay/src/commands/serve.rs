@@ -1,0 +1,82 @@
+//! `patchbay serve`: the HTTP server, its background work, and a graceful stop
+//! on SIGINT/SIGTERM that lets in-flight requests finish.
+
+use std::path::Path;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use super::CommandError;
+use crate::config::Settings;
+
+pub async fn run(config: Option<&Path>) -> Result<(), CommandError> {
+    let settings = Settings::load(config)?;
+    crate::logging::init(&settings.log, settings.log_format);
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| warn!(error = %e, "metrics disabled"))
+        .ok();
+    let state = crate::setup::app_state(&settings, metrics).await?;
+    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+        CommandError(format!(
+            "cannot listen on {}: {e} (set PATCHBAY_LISTEN to another address)",
+            settings.listen
+        ))
+    })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| CommandError(e.to_string()))?;
+    let background = patchbay_api::services::background::spawn(state.clone());
+    let store = state.store.clone();
+    let app = patchbay_api::app(state);
+    info!(%address, docs = %format!("http://{address}/docs"), "patchbay listening");
+
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        info!("shutting down: finishing in-flight requests");
+        let _ = stopping_tx.send(true);
+    });
+    let grace = settings.shutdown_grace;
+    let served = async {
+        server
+            .await
+            .map_err(|e| CommandError(format!("server error: {e}")))
+    };
+    let deadline = async {
+        let mut rx = stopping_rx;
+        let _ = rx.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = served => result?,
+        () = deadline => warn!(?grace, "in-flight requests did not finish within the grace period; stopping anyway"),
+    }
+    background.stop().await;
+    store.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,395 @@
+//! Settings: defaults, then an optional TOML file, then `PATCHBAY_*`
+//! environment variables. Secrets are typed as secrets from the start and may
+//! come from files (`PATCHBAY_X_FILE`), never from both a file and a variable.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// Directory for the SQLite default and the development keys.
+    pub data_dir: PathBuf,
+    /// Database URL; the SQLite default when absent.
+    pub database_url: Option<SecretString>,
+    /// Master keys, primary first.
+    pub master_keys: Option<SecretString>,
+    /// Platform admin token.
+    pub admin_token: Option<SecretString>,
+    /// Log filter.
+    pub log: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Stripe API base.
+    pub stripe_api_base: url::Url,
+    /// Stripe Connect base.
+    pub stripe_connect_base: url::Url,
+    /// Per-attempt timeout for Stripe calls.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub stripe_timeout: Duration,
+    /// Connect timeout for Stripe calls.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub stripe_connect_timeout: Duration,
+    /// Retries after the first attempt.
+    #[serde(deserialize_with = "number")]
+    pub stripe_max_retries: u32,
+    /// Background re-validation interval.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub revalidate_every: Duration,
+    /// Connections validated at once.
+    #[serde(deserialize_with = "number")]
+    pub revalidate_concurrency: usize,
+    /// Verified-key cache lifetime.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub key_cache_ttl: Duration,
+    /// Largest request body.
+    #[serde(deserialize_with = "number")]
+    pub max_body_bytes: usize,
+    /// Longest request.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub request_timeout: Duration,
+    /// Database pool size.
+    #[serde(deserialize_with = "number")]
+    pub db_max_connections: u32,
+    /// Time in-flight requests get at shutdown.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Serialize)]
+struct Defaults {
+    listen: &'static str,
+    data_dir: &'static str,
+    log: &'static str,
+    log_format: LogFormat,
+    stripe_api_base: &'static str,
+    stripe_connect_base: &'static str,
+    stripe_timeout: &'static str,
+    stripe_connect_timeout: &'static str,
+    stripe_max_retries: u32,
+    revalidate_every: &'static str,
+    revalidate_concurrency: usize,
+    key_cache_ttl: &'static str,
+    max_body_bytes: usize,
+    request_timeout: &'static str,
+    db_max_connections: u32,
+    shutdown_grace: &'static str,
+}
+
+const DEFAULTS: Defaults = Defaults {
+    listen: "127.0.0.1:3000",
+    data_dir: "./data",
+    log: "info",
+    log_format: LogFormat::Text,
+    stripe_api_base: "https://api.stripe.com",
+    stripe_connect_base: "https://connect.stripe.com",
+    stripe_timeout: "30s",
+    stripe_connect_timeout: "5s",
+    stripe_max_retries: 2,
+    revalidate_every: "24h",
+    revalidate_concurrency: 4,
+    key_cache_ttl: "10s",
+    max_body_bytes: 1024 * 1024,
+    request_timeout: "120s",
+    db_max_connections: 16,
+    shutdown_grace: "30s",
+};
+
+/// Settings that may come from a file instead of a variable.
+const SECRET_FILES: [&str; 3] = ["database_url", "master_keys", "admin_token"];
+
+/// Why the settings cannot be used. Messages name the setting, never its value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting is malformed or unknown.
+    #[error("configuration: {0}")]
+    Invalid(String),
+    /// Both `X` and `X_FILE` are set.
+    #[error("configuration: both PATCHBAY_{0} and PATCHBAY_{0}_FILE are set; use one")]
+    Both(String),
+    /// A `_FILE` could not be read.
+    #[error("configuration: cannot read PATCHBAY_{name}_FILE ({path}): {source}")]
+    File {
+        /// Setting.
+        name: String,
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+impl Settings {
+    /// Loads settings from the process environment and an optional file.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Loads settings with `vars` standing in for the environment.
+    pub fn load_from(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("PATCHBAY_"))
+            .collect();
+        let var = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let mut figment = Figment::from(Serialized::defaults(DEFAULTS));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        for (key, value) in &vars {
+            if key.ends_with("_FILE") {
+                continue;
+            }
+            let name = key["PATCHBAY_".len()..].to_ascii_lowercase();
+            figment = figment.merge(Serialized::default(&name, value));
+        }
+        for name in SECRET_FILES {
+            let upper = name.to_ascii_uppercase();
+            if let Some(path) = var(&format!("PATCHBAY_{upper}_FILE")) {
+                if var(&format!("PATCHBAY_{upper}")).is_some() {
+                    return Err(ConfigError::Both(upper));
+                }
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::File {
+                    name: upper.clone(),
+                    path: path.clone(),
+                    source,
+                })?;
+                figment = figment.merge(Serialized::default(
+                    name,
+                    text.trim_end_matches(['\n', '\r']),
+                ));
+            }
+        }
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        for (name, url) in [
+            ("STRIPE_API_BASE", &self.stripe_api_base),
+            ("STRIPE_CONNECT_BASE", &self.stripe_connect_base),
+        ] {
+            if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "PATCHBAY_{name} must be an http(s) URL without a query string"
+                )));
+            }
+        }
+        if self.revalidate_every < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_REVALIDATE_EVERY must be at least 1s".into(),
+            ));
+        }
+        if self.revalidate_concurrency == 0 || self.db_max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_REVALIDATE_CONCURRENCY and PATCHBAY_DB_MAX_CONNECTIONS must be at least 1".into(),
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_MAX_BODY_BYTES must be at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A number from TOML (an integer) or from the environment (text).
+fn number<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    let n = match Raw::deserialize(d)? {
+        Raw::Number(n) => n,
+        Raw::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("'{t}' is not a whole number")))?,
+    };
+    T::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is out of range")))
+}
+
+/// Figment's messages, with `PATCHBAY_` names for fields, without values of secrets.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|err| {
+            let field = err
+                .path
+                .last()
+                .map(|p| format!("PATCHBAY_{}", p.to_ascii_uppercase()))
+                .unwrap_or_else(|| "settings".into());
+            match &err.kind {
+                figment::error::Kind::UnknownField(name, _) => format!(
+                    "unknown setting PATCHBAY_{} (see `patchbay --help`)",
+                    name.to_ascii_uppercase()
+                ),
+                figment::error::Kind::MissingField(name) => {
+                    format!("missing setting PATCHBAY_{}", name.to_ascii_uppercase())
+                }
+                kind if SECRET_FILES.iter().any(|s| err.path.iter().any(|p| p == s)) => {
+                    let _ = kind;
+                    format!("{field} is malformed")
+                }
+                kind => format!("{field}: {kind}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load_from(
+            None,
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(s.database_url.is_none());
+        assert_eq!(s.revalidate_every, Duration::from_secs(86_400));
+        assert_eq!(s.key_cache_ttl, Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load_from(
+            None,
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn environment_overrides_and_types() {
+        let s = load(&[
+            ("PATCHBAY_LISTEN", "0.0.0.0:8080"),
+            ("PATCHBAY_STRIPE_MAX_RETRIES", "5"),
+            ("PATCHBAY_REVALIDATE_EVERY", "2s"),
+            ("PATCHBAY_KEY_CACHE_TTL", "0"),
+            (
+                "PATCHBAY_ADMIN_TOKEN",
+                "12345678901234567890123456789012345",
+            ),
+            ("PATCHBAY_LOG_FORMAT", "json"),
+            ("OTHER_VARIABLE", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(s.listen.port(), 8080);
+        assert_eq!(s.stripe_max_retries, 5);
+        assert_eq!(s.revalidate_every, Duration::from_secs(2));
+        assert!(s.key_cache_ttl.is_zero());
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(
+            s.admin_token.unwrap().expose_secret(),
+            "12345678901234567890123456789012345"
+        );
+    }
+
+    #[test]
+    fn secrets_from_files_but_never_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "pba_from_file_0123456789abcdefghijklmnop\n").unwrap();
+        let p = path.to_str().unwrap();
+        let s = load(&[("PATCHBAY_ADMIN_TOKEN_FILE", p)]).unwrap();
+        assert_eq!(
+            s.admin_token.unwrap().expose_secret(),
+            "pba_from_file_0123456789abcdefghijklmnop"
+        );
+        let both = load(&[
+            ("PATCHBAY_ADMIN_TOKEN_FILE", p),
+            ("PATCHBAY_ADMIN_TOKEN", "x"),
+        ]);
+        assert!(matches!(both, Err(ConfigError::Both(name)) if name == "ADMIN_TOKEN"));
+        let missing = load(&[("PATCHBAY_MASTER_KEYS_FILE", "/nonexistent/keys")]);
+        assert!(matches!(missing, Err(ConfigError::File { .. })));
+    }
+
+    #[test]
+    fn mistakes_are_named_and_secrets_not_echoed() {
+        let err = load(&[("PATCHBAY_LISTNE", "x")]).unwrap_err().to_string();
+        assert!(err.contains("PATCHBAY_LISTNE"), "{err}");
+        let err = load(&[("PATCHBAY_REVALIDATE_EVERY", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PATCHBAY_REVALIDATE_EVERY"), "{err}");
+        let err = load(&[("PATCHBAY_STRIPE_API_BASE", "ftp://x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PATCHBAY_STRIPE_API_BASE"), "{err}");
+        let err = load(&[("PATCHBAY_LISTEN", "nowhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PATCHBAY_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn toml_file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("patchbay.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:4000\"\nstripe_max_retries = 1\nrevalidate_every = \"1h\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            Some(&path),
+            [("PATCHBAY_STRIPE_MAX_RETRIES".to_string(), "3".to_string())],
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 4000);
+        assert_eq!(s.stripe_max_retries, 3);
+        assert_eq!(s.revalidate_every, Duration::from_secs(3600));
+    }
+}

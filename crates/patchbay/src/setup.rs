@@ -1,0 +1,206 @@
+//! Turns settings into running parts: the store, the keyring (checked against
+//! the data), the admin token, the Stripe client and the application state.
+//! Development conveniences (generated master key and admin token) apply only
+//! to SQLite, and say so loudly.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use patchbay_api::{ApiConfig, AppState};
+use patchbay_core::Store;
+use patchbay_store::{PoolSettings, is_postgres_url};
+use patchbay_stripe::{ClientConfig, RetryPolicy, StripeClient};
+use patchbay_vault::api_token::generate_admin_token;
+use patchbay_vault::{Keyring, generate_master_key, verify_keyring_against_store};
+use secrecy::{ExposeSecret, SecretString};
+use tracing::{info, warn};
+
+use crate::config::Settings;
+
+/// A start-up failure, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
+
+fn fail(message: impl Into<String>) -> SetupError {
+    SetupError(message.into())
+}
+
+/// The database URL in use: the configured one, or SQLite in the data directory.
+pub fn database_url(settings: &Settings) -> Result<SecretString, SetupError> {
+    if let Some(url) = &settings.database_url {
+        return Ok(url.clone());
+    }
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+        fail(format!(
+            "cannot create the data directory {}: {e}",
+            settings.data_dir.display()
+        ))
+    })?;
+    let path = settings.data_dir.join("patchbay.db");
+    Ok(SecretString::from(format!("sqlite://{}", path.display())))
+}
+
+/// Opens the store (and applies migrations).
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, SetupError> {
+    let url = database_url(settings)?;
+    let pool = PoolSettings {
+        max_connections: settings.db_max_connections,
+        ..PoolSettings::default()
+    };
+    patchbay_store::open(url.expose_secret(), &pool, true)
+        .await
+        .map_err(|e| fail(format!("cannot open the database: {e}")))
+}
+
+fn is_sqlite(settings: &Settings) -> bool {
+    settings
+        .database_url
+        .as_ref()
+        .is_none_or(|u| !is_postgres_url(u.expose_secret()))
+}
+
+/// Writes a new secret file readable by its owner only; fails if it exists.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+fn read_trimmed(path: &Path) -> Result<SecretString, SetupError> {
+    std::fs::read_to_string(path)
+        .map(|s| SecretString::from(s.trim().to_owned()))
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))
+}
+
+fn dev_file(settings: &Settings, name: &str) -> PathBuf {
+    settings.data_dir.join(name)
+}
+
+/// The master keyring, checked against the database. On SQLite without
+/// configured keys, a development key is generated into the data directory.
+pub async fn keyring(settings: &Settings, store: &dyn Store) -> Result<Arc<Keyring>, SetupError> {
+    let spec = match &settings.master_keys {
+        Some(spec) => spec.clone(),
+        None if is_sqlite(settings) => {
+            let path = dev_file(settings, "master.key");
+            if !path.exists() {
+                let key = generate_master_key("dev").map_err(|e| fail(e.to_string()))?;
+                write_private(&path, key.expose_secret()).map_err(|e| {
+                    fail(format!(
+                        "cannot write the development master key {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+            warn!(
+                path = %path.display(),
+                "PATCHBAY_MASTER_KEYS is not set: secrets are sealed with a DEVELOPMENT master key kept next to the database. \
+                 Anyone with both files can read every secret. Set PATCHBAY_MASTER_KEYS (see `patchbay keys generate`) for real use."
+            );
+            read_trimmed(&path)?
+        }
+        None => {
+            return Err(fail(
+                "PATCHBAY_MASTER_KEYS (or PATCHBAY_MASTER_KEYS_FILE) is required with PostgreSQL: \
+                 generate a key with `patchbay keys generate --id k1` and keep it outside the database",
+            ));
+        }
+    };
+    let keyring = Keyring::parse(&spec).map_err(|e| fail(e.to_string()))?;
+    verify_keyring_against_store(&keyring, store)
+        .await
+        .map_err(|e| fail(format!("refusing to start: {e}")))?;
+    info!(primary = keyring.primary_id(), keys = ?keyring.key_ids(), "master keyring verified");
+    Ok(Arc::new(keyring))
+}
+
+/// The admin token. On SQLite without one configured, a token is generated
+/// into the data directory and printed once.
+pub fn admin_token(settings: &Settings) -> Result<SecretString, SetupError> {
+    if let Some(token) = &settings.admin_token {
+        if token.expose_secret().len() < 32 {
+            return Err(fail("PATCHBAY_ADMIN_TOKEN must be at least 32 characters"));
+        }
+        return Ok(token.clone());
+    }
+    if !is_sqlite(settings) {
+        return Err(fail(
+            "PATCHBAY_ADMIN_TOKEN (or PATCHBAY_ADMIN_TOKEN_FILE) is required with PostgreSQL",
+        ));
+    }
+    let path = dev_file(settings, "admin-token");
+    if path.exists() {
+        return read_trimmed(&path);
+    }
+    let token = generate_admin_token().map_err(|e| fail(e.to_string()))?;
+    write_private(&path, token.expose_secret()).map_err(|e| {
+        fail(format!(
+            "cannot write the admin token {}: {e}",
+            path.display()
+        ))
+    })?;
+    // Shown once, on the terminal (never in the log); it stays readable in the file.
+    println!(
+        "\nGenerated the platform admin token (shown once; also saved in {}):\n\n    {}\n",
+        path.display(),
+        token.expose_secret()
+    );
+    Ok(token)
+}
+
+/// The Stripe client from settings.
+pub fn stripe_client(settings: &Settings) -> Result<StripeClient, SetupError> {
+    StripeClient::new(ClientConfig {
+        api_base: settings.stripe_api_base.clone(),
+        connect_base: settings.stripe_connect_base.clone(),
+        connect_timeout: settings.stripe_connect_timeout,
+        timeout: settings.stripe_timeout,
+        retry: RetryPolicy {
+            max_retries: settings.stripe_max_retries,
+            ..RetryPolicy::default()
+        },
+        ..ClientConfig::default()
+    })
+    .map_err(|e| fail(e.to_string()))
+}
+
+/// API settings from settings.
+pub fn api_config(settings: &Settings) -> ApiConfig {
+    ApiConfig {
+        max_body_bytes: settings.max_body_bytes,
+        request_timeout: settings.request_timeout,
+        key_cache_ttl: settings.key_cache_ttl,
+        revalidate_every: settings.revalidate_every,
+        revalidate_concurrency: settings.revalidate_concurrency,
+        ..ApiConfig::default()
+    }
+}
+
+/// Everything `serve` needs.
+pub async fn app_state(
+    settings: &Settings,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Result<AppState, SetupError> {
+    let store = open_store(settings).await?;
+    let keyring = keyring(settings, store.as_ref()).await?;
+    let admin = admin_token(settings)?;
+    let stripe = stripe_client(settings)?;
+    Ok(AppState::new(
+        store,
+        keyring,
+        stripe,
+        Some(&admin),
+        api_config(settings),
+        metrics,
+    ))
+}
