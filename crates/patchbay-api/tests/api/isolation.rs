@@ -1,0 +1,110 @@
+//! Tenant isolation: one tenant's key never sees, changes or deletes another
+//! tenant's objects, and gets 404 (not 403), as for an object that does not exist.
+
+use axum::http::Method;
+use serde_json::json;
+
+use crate::connections::SK;
+use crate::support::{ADMIN, TestApp, assert_envelope};
+
+#[tokio::test]
+async fn every_route_with_an_id_hides_other_tenants_objects() {
+    let app = TestApp::new().await;
+    let (tenant_a, key_a) = app.tenant(&["admin"]).await;
+    let (tenant_b, key_b) = app.tenant(&["admin"]).await;
+    let conn = app
+        .post(
+            "/api/v1/connections",
+            &key_a,
+            json!({"provider": "stripe", "api_key": SK, "validate": false}),
+        )
+        .await
+        .id();
+    let key_list = app.get("/api/v1/api-keys", &key_a).await;
+    let key_id = key_list.body["data"][0]["id"].as_str().unwrap().to_owned();
+
+    let routes = [
+        (Method::GET, format!("/api/v1/connections/{conn}"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/connections/{conn}"),
+            Some(json!({"name": "x"})),
+        ),
+        (Method::DELETE, format!("/api/v1/connections/{conn}"), None),
+        (
+            Method::POST,
+            format!("/api/v1/connections/{conn}/validate"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/connections/{conn}/rotate"),
+            Some(json!({"api_key": "sk_test_51HzyxWVU9876543210abcABC7777"})),
+        ),
+        (Method::GET, format!("/api/v1/api-keys/{key_id}"), None),
+        (Method::DELETE, format!("/api/v1/api-keys/{key_id}"), None),
+    ];
+    for (method, path, body) in &routes {
+        let reply = app
+            .call(method.clone(), path, Some(&key_b), body.clone())
+            .await;
+        assert_eq!(reply.status, 404, "{method} {path}: {}", reply.text);
+        assert_eq!(assert_envelope(&reply), "resource_missing");
+    }
+    // The same requests for ids that never existed look exactly alike.
+    let ghost = "conn_01jq3v6k8e9r0f7t5b2n4m6p8s";
+    let missing = app
+        .get(&format!("/api/v1/connections/{ghost}"), &key_b)
+        .await;
+    let foreign = app
+        .get(&format!("/api/v1/connections/{conn}"), &key_b)
+        .await;
+    assert_eq!(missing.status, foreign.status);
+    assert_eq!(missing.body["error"]["code"], foreign.body["error"]["code"]);
+
+    // Lists and audit logs show only one's own.
+    let list_b = app.get("/api/v1/connections", &key_b).await;
+    assert!(list_b.body["data"].as_array().unwrap().is_empty());
+    let audit_b = app.get("/api/v1/audit-events?limit=100", &key_b).await;
+    assert!(
+        audit_b.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["tenant_id"] == tenant_b.as_str())
+    );
+    let filter = app
+        .get(
+            &format!("/api/v1/audit-events?tenant_id={tenant_a}"),
+            &key_b,
+        )
+        .await;
+    assert_eq!(
+        filter.status, 400,
+        "tenants cannot ask for another tenant's log"
+    );
+
+    // Admin routes: a key id under the wrong tenant is not found either.
+    let wrong = app
+        .get(
+            &format!("/api/v1/tenants/{tenant_b}/api-keys/{key_id}"),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(wrong.status, 404);
+    let wrong = app
+        .delete(
+            &format!("/api/v1/tenants/{tenant_b}/api-keys/{key_id}"),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(wrong.status, 404);
+
+    // Nothing of tenant A changed.
+    let still = app
+        .get(&format!("/api/v1/connections/{conn}"), &key_a)
+        .await;
+    assert_eq!(still.status, 200);
+    assert!(still.body["name"].is_null());
+    assert_eq!(app.get("/api/v1/api-keys", &key_a).await.status, 200);
+}

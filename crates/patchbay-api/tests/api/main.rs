@@ -1,0 +1,10 @@
+//! The HTTP API in-process (`tower::ServiceExt::oneshot`), with wiremock as Stripe.
+
+mod api_keys;
+mod connections;
+mod errors;
+mod isolation;
+mod openapi;
+mod secrets;
+mod support;
+mod tenants;

@@ -1,0 +1,207 @@
+//! The application in-process: a fresh SQLite store, a generated keyring,
+//! wiremock standing in for Stripe, and helpers to call routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use patchbay_api::{ApiConfig, AppState};
+use patchbay_stripe::{ClientConfig, RetryPolicy, StripeClient};
+use patchbay_vault::{ApiKeyHasher, Keyring, generate_master_key, verify_keyring_against_store};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use wiremock::MockServer;
+
+pub const ADMIN: &str = "pba_test_admin_token_0123456789abcdefghijklmnop";
+
+/// A response, decoded.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn id(&self) -> String {
+        self.body["id"]
+            .as_str()
+            .expect("response has an id")
+            .to_owned()
+    }
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    pub router: axum::Router,
+    pub stripe: MockServer,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(tweak: impl FnOnce(&mut ApiConfig)) -> Self {
+        Self::build(tweak, |_| {}).await
+    }
+
+    /// An app whose Stripe is a closed port.
+    pub async fn unreachable_stripe() -> Self {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        Self::build(
+            |_| {},
+            move |c| c.api_base = url::Url::parse(&base).unwrap(),
+        )
+        .await
+    }
+
+    pub async fn build(
+        tweak: impl FnOnce(&mut ApiConfig),
+        client: impl FnOnce(&mut ClientConfig),
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("patchbay.db").display());
+        let store = patchbay_store::open(&url, &Default::default(), true)
+            .await
+            .unwrap();
+        let keyring = Keyring::parse(&generate_master_key("k1").unwrap()).unwrap();
+        verify_keyring_against_store(&keyring, store.as_ref())
+            .await
+            .unwrap();
+        let stripe = MockServer::start().await;
+        let mut client_config = ClientConfig {
+            api_base: url::Url::parse(&stripe.uri()).unwrap(),
+            timeout: Duration::from_secs(2),
+            retry: RetryPolicy {
+                max_retries: 1,
+                initial_backoff: Duration::from_millis(5),
+                max_backoff: Duration::from_millis(20),
+            },
+            ..ClientConfig::default()
+        };
+        client(&mut client_config);
+        let client = StripeClient::new(client_config).unwrap();
+        let mut config = ApiConfig {
+            hasher: ApiKeyHasher::with_params(1024, 1, 1).unwrap(),
+            max_body_bytes: 64 * 1024,
+            ..ApiConfig::default()
+        };
+        tweak(&mut config);
+        let state = AppState::new(
+            store,
+            Arc::new(keyring),
+            client,
+            Some(&SecretString::from(ADMIN)),
+            config,
+            None,
+        );
+        let router = patchbay_api::app(state.clone());
+        Self {
+            state,
+            router,
+            stripe,
+            dir,
+        }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header("x-api-key", token);
+        }
+        let request = match body {
+            Some(body) => builder
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+            None => builder.body(Body::empty()).unwrap(),
+        };
+        self.send(request).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// A tenant and an API key of it with `scopes`; returns (tenant id, token).
+    pub async fn tenant(&self, scopes: &[&str]) -> (String, String) {
+        let t = self
+            .post("/api/v1/tenants", ADMIN, json!({"name": "Tenant"}))
+            .await;
+        assert_eq!(t.status, 201, "{}", t.text);
+        let tenant = t.id();
+        let token = self.key(&tenant, scopes).await;
+        (tenant, token)
+    }
+
+    /// A new key for `tenant`.
+    pub async fn key(&self, tenant: &str, scopes: &[&str]) -> String {
+        let k = self
+            .post(
+                &format!("/api/v1/tenants/{tenant}/api-keys"),
+                ADMIN,
+                json!({"scopes": scopes}),
+            )
+            .await;
+        assert_eq!(k.status, 201, "{}", k.text);
+        k.body["key"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Asserts the error envelope and returns the code.
+pub fn assert_envelope(reply: &Reply) -> String {
+    let error = &reply.body["error"];
+    assert!(error.is_object(), "no error envelope: {}", reply.text);
+    for field in ["type", "code", "message", "request_id"] {
+        assert!(error[field].is_string(), "missing {field}: {}", reply.text);
+    }
+    assert_eq!(
+        error["request_id"].as_str(),
+        reply
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        "the envelope's request id is the header's"
+    );
+    assert!(reply.status.is_client_error() || reply.status.is_server_error());
+    error["code"].as_str().unwrap().to_owned()
+}
