@@ -82,17 +82,24 @@ fn read_trimmed(path: &Path) -> Result<SecretString, SetupError> {
         .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))
 }
 
-fn dev_file(settings: &Settings, name: &str) -> PathBuf {
-    settings.data_dir.join(name)
+/// A file in the data directory, which is created on demand.
+fn dev_file(settings: &Settings, name: &str) -> Result<PathBuf, SetupError> {
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+        fail(format!(
+            "cannot create the data directory {}: {e}",
+            settings.data_dir.display()
+        ))
+    })?;
+    Ok(settings.data_dir.join(name))
 }
 
-/// The master keyring, checked against the database. On SQLite without
-/// configured keys, a development key is generated into the data directory.
-pub async fn keyring(settings: &Settings, store: &dyn Store) -> Result<Arc<Keyring>, SetupError> {
+/// The master keyring from configuration. On SQLite without configured keys, a
+/// development key is generated into the data directory. Touches no database.
+pub fn keyring(settings: &Settings) -> Result<Keyring, SetupError> {
     let spec = match &settings.master_keys {
         Some(spec) => spec.clone(),
         None if is_sqlite(settings) => {
-            let path = dev_file(settings, "master.key");
+            let path = dev_file(settings, "master.key")?;
             if !path.exists() {
                 let key = generate_master_key("dev").map_err(|e| fail(e.to_string()))?;
                 write_private(&path, key.expose_secret()).map_err(|e| {
@@ -116,12 +123,27 @@ pub async fn keyring(settings: &Settings, store: &dyn Store) -> Result<Arc<Keyri
             ));
         }
     };
-    let keyring = Keyring::parse(&spec).map_err(|e| fail(e.to_string()))?;
-    verify_keyring_against_store(&keyring, store)
+    Keyring::parse(&spec).map_err(|e| fail(e.to_string()))
+}
+
+/// Checks the keyring against the database and records check values for new keys;
+/// refuses when they do not match.
+pub async fn verify_keyring(keyring: &Keyring, store: &dyn Store) -> Result<(), SetupError> {
+    verify_keyring_against_store(keyring, store)
         .await
         .map_err(|e| fail(format!("refusing to start: {e}")))?;
     info!(primary = keyring.primary_id(), keys = ?keyring.key_ids(), "master keyring verified");
-    Ok(Arc::new(keyring))
+    Ok(())
+}
+
+/// Opens the store and checks the keyring against it: what every command needs.
+pub async fn store_and_keyring(
+    settings: &Settings,
+) -> Result<(Arc<dyn Store>, Arc<Keyring>), SetupError> {
+    let keyring = keyring(settings)?;
+    let store = open_store(settings).await?;
+    verify_keyring(&keyring, store.as_ref()).await?;
+    Ok((store, Arc::new(keyring)))
 }
 
 /// The admin token. On SQLite without one configured, a token is generated
@@ -138,7 +160,7 @@ pub fn admin_token(settings: &Settings) -> Result<SecretString, SetupError> {
             "PATCHBAY_ADMIN_TOKEN (or PATCHBAY_ADMIN_TOKEN_FILE) is required with PostgreSQL",
         ));
     }
-    let path = dev_file(settings, "admin-token");
+    let path = dev_file(settings, "admin-token")?;
     if path.exists() {
         return read_trimmed(&path);
     }
@@ -191,10 +213,14 @@ pub async fn app_state(
     settings: &Settings,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Result<AppState, SetupError> {
-    let store = open_store(settings).await?;
-    let keyring = keyring(settings, store.as_ref()).await?;
+    // Everything that needs no database is checked first, so a start refused
+    // for a configuration mistake leaves the database untouched.
+    let keyring = keyring(settings)?;
     let admin = admin_token(settings)?;
     let stripe = stripe_client(settings)?;
+    let store = open_store(settings).await?;
+    verify_keyring(&keyring, store.as_ref()).await?;
+    let keyring = Arc::new(keyring);
     Ok(AppState::new(
         store,
         keyring,

@@ -1,5 +1,6 @@
 //! `patchbay keys`: master-key status, online rotation, generation.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,7 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CommandError> {
 pub async fn run(config: Option<&Path>, command: KeysCommand) -> Result<(), CommandError> {
     let settings = Settings::load(config)?;
     crate::logging::init(&settings.log, settings.log_format);
-    let store = crate::setup::open_store(&settings).await?;
-    let keyring = crate::setup::keyring(&settings, store.as_ref()).await?;
+    let (store, keyring) = crate::setup::store_and_keyring(&settings).await?;
     let result = match command {
         KeysCommand::Status => status(&keyring, store.as_ref()).await,
         KeysCommand::Rotate(args) => rotate(&keyring, store.as_ref(), &args).await,
@@ -87,6 +87,8 @@ async fn rotate(
         .map_err(|e| CommandError(e.to_string()))?
         .progress_chars("=> "),
     );
+    // Without a terminal (CI, logs), progress is a line per batch instead of a bar.
+    let lines = !args.quiet && !std::io::stderr().is_terminal();
     let started = Instant::now();
     let (mut examined, mut rewrapped, mut batches) = (0u64, 0u64, 0u64);
     loop {
@@ -104,6 +106,9 @@ async fn rotate(
             bar.set_length(examined);
         }
         bar.set_position(examined);
+        if lines {
+            eprintln!("re-wrapped {examined}/{total} data keys");
+        }
         if args.pause_ms > 0 {
             tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
         }

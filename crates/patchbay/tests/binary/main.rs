@@ -1,0 +1,10 @@
+//! The real `patchbay` binary, as an operator runs it: start-up with and without
+//! configuration, refusal on a wrong keyring, logs without secrets at trace
+//! level, graceful shutdown, and master-key rotation killed at random points.
+
+mod cli;
+mod logs;
+mod rotation_crash;
+mod shutdown;
+mod startup;
+mod support;

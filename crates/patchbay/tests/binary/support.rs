@@ -1,0 +1,275 @@
+//! Starting the binary and talking to it.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_patchbay");
+pub const ADMIN: &str = "pba_binary_tests_admin_token_0123456789abcdef";
+
+/// A free local port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Environment for one server: its data directory, database and keys.
+#[derive(Clone, Debug)]
+pub struct Env {
+    pub vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn new(data_dir: &Path) -> Self {
+        let mut vars = HashMap::new();
+        vars.insert("PATCHBAY_DATA_DIR".into(), data_dir.display().to_string());
+        vars.insert("PATCHBAY_LOG".into(), "info".into());
+        Self { vars }
+    }
+
+    pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        // A clean environment: nothing of the developer's PATCHBAY_* leaks in.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PATCHBAY_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(&self.vars);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `patchbay serve` and waits for `/readyz`.
+    pub async fn start(env: &Env) -> Self {
+        let port = free_port();
+        let mut child = env
+            .clone()
+            .set("PATCHBAY_LISTEN", format!("127.0.0.1:{port}"))
+            .command(&["serve"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("server exited with {status}: {err}");
+            }
+            if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "server did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, base }
+    }
+
+    /// Sends SIGTERM and returns the exit status with everything printed.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        terminate(&self.child);
+        let status = wait_timeout(&mut self.child, Duration::from_secs(30))
+            .expect("server stops within 30s");
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        (status, out)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// An HTTP client for a server.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(server: &Server) -> Self {
+        Self {
+            base: server.base.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-api-key", token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    /// A tenant with an admin-scoped key: (tenant id, token).
+    pub async fn tenant(&self) -> (String, String) {
+        let (s, t) = self
+            .post("/api/v1/tenants", ADMIN, json!({"name": "t"}))
+            .await;
+        assert_eq!(s, 201, "{t}");
+        let id = t["id"].as_str().unwrap().to_owned();
+        let (s, k) = self
+            .post(
+                &format!("/api/v1/tenants/{id}/api-keys"),
+                ADMIN,
+                json!({"scopes": ["admin"]}),
+            )
+            .await;
+        assert_eq!(s, 201, "{k}");
+        (id, k["key"].as_str().unwrap().to_owned())
+    }
+}
+
+/// A PostgreSQL schema of its own, when `TEST_DATABASE_URL` is set (required in CI).
+pub struct PgSchema {
+    pub url: String,
+    base: String,
+    schema: String,
+}
+
+impl PgSchema {
+    pub async fn create() -> Option<Self> {
+        let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true requires TEST_DATABASE_URL"
+            );
+            eprintln!("TEST_DATABASE_URL unset: skipping the PostgreSQL variant");
+            return None;
+        };
+        let schema = format!("binary_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(&base)
+            .await
+            .expect("TEST_DATABASE_URL reachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+        Some(Self { url, base, schema })
+    }
+}
+
+impl PgSchema {
+    /// Drops the schema.
+    pub async fn drop_schema(self) {
+        if let Ok(pool) = sqlx::PgPool::connect(&self.base).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                self.schema
+            )))
+            .execute(&pool)
+            .await;
+            pool.close().await;
+        }
+    }
+}
+
+/// A master key entry for PATCHBAY_MASTER_KEYS.
+pub fn master_key(id: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["keys", "generate", "--id", id])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    (dir, path)
+}
