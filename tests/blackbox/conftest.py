@@ -124,17 +124,24 @@ def describe(r: requests.Response) -> str:
     return f"{r.request.method} {r.request.path_url} -> {r.status_code}: {r.text[:800]}"
 
 
+def json_of(r: requests.Response) -> Any:
+    try:
+        return r.json()
+    except ValueError:
+        raise AssertionError(f"not JSON: {describe(r)}") from None
+
+
 def ok(r: requests.Response, status: int = 200) -> Any:
     """Asserts the status and returns the JSON body."""
     assert r.status_code == status, describe(r)
-    return r.json()
+    return json_of(r)
 
 
 def error(r: requests.Response, status: int, code: str | None = None, param: str | None = None) -> dict:
     """Asserts an error envelope with this status (and code, param) and returns `error`."""
     assert r.status_code == status, describe(r)
-    body = r.json()
-    assert set(body) == {"error"}, describe(r)
+    body = json_of(r)
+    assert isinstance(body, dict) and set(body) == {"error"}, describe(r)
     err = body["error"]
     if code is not None:
         assert err.get("code") == code, describe(r)
@@ -148,7 +155,7 @@ def check_envelope(r: requests.Response) -> None:
     assert rid, f"no x-request-id header: {describe(r)}"
     if r.status_code >= 400:
         assert r.headers.get("content-type", "").startswith("application/json"), describe(r)
-        body = r.json()
+        body = json_of(r)
         assert isinstance(body, dict) and set(body) == {"error"}, describe(r)
         err = body["error"]
         for k in ("type", "code", "message", "request_id"):

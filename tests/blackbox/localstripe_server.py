@@ -39,6 +39,7 @@ def main() -> None:
         host=args.host,
         port=args.port,
         access_log=access_log,
+        shutdown_timeout=1.0,
         print=lambda msg: logging.info(msg.strip()),
     )
 

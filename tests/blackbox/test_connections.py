@@ -196,6 +196,14 @@ def test_keyset_pages_forward_and_back(tenant):
     # Past the oldest: empty.
     end = ok(tenant.api.get("/api/v1/connections", params={"starting_after": newest_first[-1]}))
     assert end["data"] == [] and end["has_more"] is False
+    # A cursor whose object was deleted meanwhile still leads to the next page.
+    ok(tenant.api.delete(f"/api/v1/connections/{newest_first[3]}"))
+    after_gone = ok(tenant.api.get("/api/v1/connections", params={"limit": 4, "starting_after": newest_first[3]}))
+    assert [c["id"] for c in after_gone["data"]] == newest_first[4:8]
+    before_gone = ok(tenant.api.get("/api/v1/connections", params={"limit": 4, "ending_before": newest_first[3]}))
+    assert [c["id"] for c in before_gone["data"]] == newest_first[:3]
+    created.remove(newest_first[3])
+    newest_first.remove(newest_first[3])
     # Default limit is 10.
     default = ok(tenant.api.get("/api/v1/connections"))
     assert len(default["data"]) == 10 and default["has_more"] is True

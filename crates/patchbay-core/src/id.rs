@@ -16,6 +16,8 @@ pub trait IdKind: Send + Sync + 'static {
     const PREFIX: &'static str;
     /// The record's name as a user reads it ("connection").
     const NAME: &'static str;
+    /// The id's name in the OpenAPI document ("ConnectionId").
+    const SCHEMA: &'static str;
 }
 
 /// An identifier of one kind of record. Ids of different kinds never mix up at compile time.
@@ -32,6 +34,7 @@ macro_rules! id_kind {
         impl IdKind for $kind {
             const PREFIX: &'static str = $prefix;
             const NAME: &'static str = $name;
+            const SCHEMA: &'static str = stringify!($alias);
         }
         #[doc = concat!("The id of a ", $name, ".")]
         pub type $alias = Id<$kind>;
@@ -228,7 +231,12 @@ impl<K: IdKind> utoipa::PartialSchema for Id<K> {
     }
 }
 
-impl<K: IdKind> utoipa::ToSchema for Id<K> {}
+impl<K: IdKind> utoipa::ToSchema for Id<K> {
+    /// Each kind is its own schema, with its own prefix in the pattern.
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(K::SCHEMA)
+    }
+}
 
 #[cfg(test)]
 mod tests {

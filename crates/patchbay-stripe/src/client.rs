@@ -260,6 +260,8 @@ impl StripeClient {
     }
 }
 
+/// What failed, without the URL: messages reach tenants, and the upstream's
+/// address (PATCHBAY_STRIPE_API_BASE) is the operator's business.
 fn describe(e: reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"
@@ -270,8 +272,14 @@ fn describe(e: reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    // reqwest's text names the URL and the cause, never headers.
-    format!("{what}: {e}")
+    let e = e.without_url();
+    let mut text = format!("{what}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// A fresh idempotency key: 128 random bits.

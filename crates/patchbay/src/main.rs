@@ -2,6 +2,12 @@
 
 use std::process::ExitCode;
 
+/// mimalloc: faster than the system allocator on the request path, and it hands
+/// argon2's 19 MiB working buffers back to the OS instead of keeping them in
+/// per-thread arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     patchbay::run()
 }

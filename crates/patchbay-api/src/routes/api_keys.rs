@@ -13,7 +13,7 @@ use patchbay_core::{ApiKeyId, TenantId};
 use patchbay_vault::ApiToken;
 use serde::{Deserialize, Serialize};
 
-use super::common::{ListResponse, NotFound, StandardErrors, Unprocessable, page};
+use super::common::{BodyErrors, ListResponse, NotFound, StandardErrors, Unprocessable, page};
 use crate::auth::{Admin, AuditContext, Principal, Tenant};
 use crate::context::RequestId;
 use crate::error::ApiError;
@@ -84,10 +84,10 @@ impl ApiKeyObject {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     /// Label, 1 to 200 characters.
-    #[schema(example = "production backend")]
+    #[schema(example = "production backend", min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// One or more of `admin`, `connections:read`, `connections:write`, `proxy`.
-    #[schema(example = json!(["connections:write", "proxy"]))]
+    #[schema(example = json!(["connections:write", "proxy"]), min_items = 1)]
     pub scopes: Vec<Scope>,
     /// When the key stops working (RFC 3339, in the future).
     pub expires_at: Option<DateTime<Utc>>,
@@ -99,10 +99,13 @@ pub struct CreateApiKey {
 #[into_params(parameter_in = Query)]
 pub struct ListApiKeys {
     /// 1 to 100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// A key id: list the keys created before it.
+    #[param(value_type = Option<ApiKeyId>)]
     pub starting_after: Option<String>,
     /// A key id: list the keys created after it.
+    #[param(value_type = Option<ApiKeyId>)]
     pub ending_before: Option<String>,
 }
 
@@ -152,9 +155,9 @@ fn admin_ctx(request_id: &RequestId) -> AuditContext {
 
 /// Creates an API key for a tenant. The response carries the key, once.
 #[utoipa::path(post, path = "/api/v1/tenants/{id}/api-keys", tag = "api-keys", request_body = CreateApiKey,
-    params(("id" = String, Path, description = "Tenant id (ten_…)")),
+    params(("id" = TenantId, Path, description = "Tenant id (ten_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject), StandardErrors, NotFound, Unprocessable))]
+    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject), StandardErrors, BodyErrors, NotFound, Unprocessable))]
 pub async fn admin_create_key(
     _: Admin,
     State(state): State<AppState>,
@@ -167,7 +170,7 @@ pub async fn admin_create_key(
 }
 
 /// Lists a tenant's API keys, newest first.
-#[utoipa::path(get, path = "/api/v1/tenants/{id}/api-keys", tag = "api-keys", params(("id" = String, Path, description = "Tenant id (ten_…)"), ListApiKeys),
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/api-keys", tag = "api-keys", params(("id" = TenantId, Path, description = "Tenant id (ten_…)"), ListApiKeys),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "A page of keys", body = ListResponse<ApiKeyObject>), StandardErrors, NotFound))]
 pub async fn admin_list_keys(
@@ -189,7 +192,7 @@ pub async fn admin_list_keys(
 
 /// Retrieves one of a tenant's API keys.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/api-keys/{key_id}", tag = "api-keys",
-    params(("id" = String, Path, description = "Tenant id (ten_…)"), ("key_id" = String, Path, description = "Key id (key_…)")),
+    params(("id" = TenantId, Path, description = "Tenant id (ten_…)"), ("key_id" = ApiKeyId, Path, description = "Key id (key_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "The key", body = ApiKeyObject), StandardErrors, NotFound))]
 pub async fn admin_get_key(
@@ -207,7 +210,7 @@ pub async fn admin_get_key(
 
 /// Revokes one of a tenant's API keys; it stops working at once.
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}/api-keys/{key_id}", tag = "api-keys",
-    params(("id" = String, Path, description = "Tenant id (ten_…)"), ("key_id" = String, Path, description = "Key id (key_…)")),
+    params(("id" = TenantId, Path, description = "Tenant id (ten_…)"), ("key_id" = ApiKeyId, Path, description = "Key id (key_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "The revoked key", body = ApiKeyObject), StandardErrors, NotFound))]
 pub async fn admin_revoke_key(
@@ -225,7 +228,7 @@ pub async fn admin_revoke_key(
 /// Creates an API key for the calling tenant (needs the `admin` scope).
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject), StandardErrors, Unprocessable))]
+    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject), StandardErrors, BodyErrors, Unprocessable))]
 pub async fn create_key(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -258,7 +261,7 @@ pub async fn list_keys(
 
 /// Retrieves one of the calling tenant's API keys (needs the `admin` scope).
 #[utoipa::path(get, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
-    params(("key_id" = String, Path, description = "Key id (key_…)")),
+    params(("key_id" = ApiKeyId, Path, description = "Key id (key_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "The key", body = ApiKeyObject), StandardErrors, NotFound))]
 pub async fn get_key(
@@ -276,7 +279,7 @@ pub async fn get_key(
 
 /// Revokes one of the calling tenant's API keys (needs the `admin` scope).
 #[utoipa::path(delete, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
-    params(("key_id" = String, Path, description = "Key id (key_…)")),
+    params(("key_id" = ApiKeyId, Path, description = "Key id (key_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "The revoked key", body = ApiKeyObject), StandardErrors, NotFound))]
 pub async fn revoke_key(

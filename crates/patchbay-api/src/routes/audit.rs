@@ -64,16 +64,20 @@ impl From<AuditEvent> for AuditEventObject {
 #[into_params(parameter_in = Query)]
 pub struct ListAuditEvents {
     /// 1 to 100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// An event id: list older events.
+    #[param(value_type = Option<AuditEventId>)]
     pub starting_after: Option<String>,
     /// An event id: list newer events.
+    #[param(value_type = Option<AuditEventId>)]
     pub ending_before: Option<String>,
     /// Only this action.
     pub action: Option<String>,
     /// Only events about this record.
     pub target_id: Option<String>,
     /// Platform admin only: only this tenant's events.
+    #[param(value_type = Option<TenantId>)]
     pub tenant_id: Option<String>,
 }
 

@@ -51,10 +51,13 @@ pub fn page<K: IdKind>(
     starting_after: Option<&str>,
     ending_before: Option<&str>,
 ) -> Result<PageRequest<Id<K>>, ApiError> {
+    // An empty value (`?starting_after=`) means no cursor, as from an HTML form.
     let after = starting_after
+        .filter(|s| !s.is_empty())
         .map(|s| parse_id::<K>(s, "starting_after"))
         .transpose()?;
     let before = ending_before
+        .filter(|s| !s.is_empty())
         .map(|s| parse_id::<K>(s, "ending_before"))
         .transpose()?;
     PageRequest::new(limit, after, before).map_err(|e| {
@@ -105,4 +108,16 @@ pub enum Unprocessable {
     /// A value breaks a rule; `param` names it.
     #[response(status = 422)]
     Unprocessable(ErrorResponse),
+}
+
+/// What a JSON request body can be refused for before it is read.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyErrors {
+    /// The body is larger than `PATCHBAY_MAX_BODY_BYTES`.
+    #[response(status = 413)]
+    TooLarge(ErrorResponse),
+    /// The body is not sent as `application/json`.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorResponse),
 }

@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    Deleted, ListResponse, NotFound, StandardErrors, Unprocessable, double_option, page,
+    BodyErrors, Deleted, ListResponse, NotFound, StandardErrors, Unprocessable, double_option, page,
 };
 use crate::auth::{AuditContext, Principal, Tenant, TenantPrincipal};
 use crate::context::RequestId;
@@ -119,16 +119,22 @@ pub struct CreateConnection {
     pub provider: Provider,
     /// A secret (`sk_test_…`, `sk_live_…`) or restricted (`rk_test_…`, `rk_live_…`) key.
     /// Publishable keys, webhook secrets and client ids are refused.
-    #[schema(value_type = String, format = Password, write_only, example = "sk_test_51HabcDEF0123456789xyzXYZ4242")]
+    #[schema(value_type = String, format = Password, write_only, example = "sk_test_51HabcDEF0123456789xyzXYZ4242", pattern = "^[sr]k_(test|live)_[A-Za-z0-9]{16,}$", max_length = 255)]
     pub api_key: SecretString,
     /// Your reference (1 to 255 characters), unique within your tenant.
+    #[schema(min_length = 1, max_length = 255)]
     pub external_id: Option<String>,
     /// Display name.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// Your key/value pairs.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     /// A `Stripe-Version` to send with every call (`2026-10-28.endive`).
+    #[schema(
+        pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}([.][a-z]{1,32})?$",
+        example = "2026-10-28.endive"
+    )]
     pub stripe_version: Option<String>,
     /// Run the test call before storing (default `true`). With `false` the
     /// connection is stored as `pending` and tested by the background validator.
@@ -168,10 +174,11 @@ pub struct UpdateConnection {
 #[serde(deny_unknown_fields)]
 pub struct RotateConnection {
     /// The new key: same Stripe account, same mode.
-    #[schema(value_type = String, format = Password, write_only, example = "rk_test_51HabcDEF0123456789xyzXYZ9999")]
+    #[schema(value_type = String, format = Password, write_only, example = "rk_test_51HabcDEF0123456789xyzXYZ9999", pattern = "^[sr]k_(test|live)_[A-Za-z0-9]{16,}$", max_length = 255)]
     pub api_key: SecretString,
     /// Keep the old key, sealed, for this many seconds (1 to 2592000); without
     /// it the old key is destroyed at once.
+    #[schema(minimum = 1, maximum = 2592000)]
     pub keep_previous_for_seconds: Option<u64>,
 }
 
@@ -181,10 +188,13 @@ pub struct RotateConnection {
 #[into_params(parameter_in = Query)]
 pub struct ListConnections {
     /// 1 to 100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// A connection id: list the connections created before it.
+    #[param(value_type = Option<ConnectionId>)]
     pub starting_after: Option<String>,
     /// A connection id: list the connections created after it.
+    #[param(value_type = Option<ConnectionId>)]
     pub ending_before: Option<String>,
     /// Only this status.
     pub status: Option<ConnectionStatus>,
@@ -216,6 +226,7 @@ pub enum StripeFailures {
     responses(
         (status = 201, description = "Created and validated (or `pending` with `\"validate\": false`)", body = ConnectionObject),
         StandardErrors,
+        BodyErrors,
         (status = 409, description = "The external_id is taken", body = ErrorResponse),
         Unprocessable,
         StripeFailures,
@@ -276,7 +287,7 @@ pub async fn list_connections(
 
 /// Retrieves a connection.
 #[utoipa::path(get, path = "/api/v1/connections/{id}", tag = "connections",
-    params(("id" = String, Path, description = "Connection id (conn_…)")),
+    params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "The connection", body = ConnectionObject), StandardErrors, NotFound))]
 pub async fn get_connection(
@@ -293,11 +304,11 @@ pub async fn get_connection(
 
 /// Renames a connection, or changes its metadata, external id or pinned version.
 #[utoipa::path(patch, path = "/api/v1/connections/{id}", tag = "connections", request_body = UpdateConnection,
-    params(("id" = String, Path, description = "Connection id (conn_…)")),
+    params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The updated connection", body = ConnectionObject),
-        StandardErrors, NotFound,
+        StandardErrors, BodyErrors, NotFound,
         (status = 409, description = "The external_id is taken", body = ErrorResponse),
         Unprocessable,
     ))]
@@ -329,7 +340,7 @@ pub async fn update_connection(
 
 /// Deletes a connection and destroys its key.
 #[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections",
-    params(("id" = String, Path, description = "Connection id (conn_…)")),
+    params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "Deleted", body = Deleted), StandardErrors, NotFound))]
 pub async fn delete_connection(
@@ -350,7 +361,7 @@ pub async fn delete_connection(
 
 /// Re-runs the test call and records the result (`active`, `invalid` or `error`).
 #[utoipa::path(post, path = "/api/v1/connections/{id}/validate", tag = "connections",
-    params(("id" = String, Path, description = "Connection id (conn_…)")),
+    params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The connection with the new status; a failed test call is recorded, not an error", body = ConnectionObject),
@@ -379,11 +390,11 @@ pub async fn validate_connection(
 /// Replaces the connection's key. The new key is tested first and must reach the
 /// same account in the same mode; the swap is atomic.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/rotate", tag = "connections", request_body = RotateConnection,
-    params(("id" = String, Path, description = "Connection id (conn_…)")),
+    params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The connection, now using the new key", body = ConnectionObject),
-        StandardErrors, NotFound, Unprocessable, StripeFailures,
+        StandardErrors, BodyErrors, NotFound, Unprocessable, StripeFailures,
     ))]
 pub async fn rotate_connection(
     Tenant(tenant): Tenant,

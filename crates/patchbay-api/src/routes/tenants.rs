@@ -12,7 +12,7 @@ use patchbay_core::{Metadata, TenantId};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    Deleted, ListResponse, NotFound, StandardErrors, Unprocessable, double_option, page,
+    BodyErrors, Deleted, ListResponse, NotFound, StandardErrors, Unprocessable, double_option, page,
 };
 use crate::auth::{Admin, AuditContext, Principal};
 use crate::context::RequestId;
@@ -61,7 +61,7 @@ impl From<Tenant> for TenantObject {
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Display name, 1 to 200 characters.
-    #[schema(example = "Acme Corp")]
+    #[schema(example = "Acme Corp", min_length = 1, max_length = 200)]
     pub name: String,
     /// Up to 50 keys; keys up to 40 characters, values up to 500.
     #[serde(default)]
@@ -73,9 +73,13 @@ pub struct CreateTenant {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
     /// New display name.
-    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    pub name: Option<Option<String>>,
     /// `disabled` refuses every API key of the tenant until set back to `active`.
-    pub status: Option<TenantStatus>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<TenantStatus>)]
+    pub status: Option<Option<TenantStatus>>,
     /// Keys to set; a key set to `null` or `""` is removed; `null` instead of an object clears all.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<BTreeMap<String, Option<String>>>, nullable)]
@@ -88,10 +92,13 @@ pub struct UpdateTenant {
 #[into_params(parameter_in = Query)]
 pub struct ListTenants {
     /// 1 to 100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// A tenant id: list the tenants created before it.
+    #[param(value_type = Option<TenantId>)]
     pub starting_after: Option<String>,
     /// A tenant id: list the tenants created after it.
+    #[param(value_type = Option<TenantId>)]
     pub ending_before: Option<String>,
 }
 
@@ -102,7 +109,7 @@ fn ctx(request_id: &RequestId) -> AuditContext {
 /// Creates a tenant (and its data key).
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant,
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, description = "Created", body = TenantObject), StandardErrors, Unprocessable))]
+    responses((status = 201, description = "Created", body = TenantObject), StandardErrors, BodyErrors, Unprocessable))]
 pub async fn create_tenant(
     _: Admin,
     State(state): State<AppState>,
@@ -137,7 +144,7 @@ pub async fn list_tenants(
 
 /// Retrieves a tenant.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants",
-    params(("id" = String, Path, description = "Tenant id (ten_…)")),
+    params(("id" = TenantId, Path, description = "Tenant id (ten_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "The tenant", body = TenantObject), StandardErrors, NotFound))]
 pub async fn get_tenant(
@@ -151,9 +158,9 @@ pub async fn get_tenant(
 
 /// Renames, disables or re-enables a tenant, or changes its metadata.
 #[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", request_body = UpdateTenant,
-    params(("id" = String, Path, description = "Tenant id (ten_…)")),
+    params(("id" = TenantId, Path, description = "Tenant id (ten_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The updated tenant", body = TenantObject), StandardErrors, NotFound, Unprocessable))]
+    responses((status = 200, description = "The updated tenant", body = TenantObject), StandardErrors, BodyErrors, NotFound, Unprocessable))]
 pub async fn update_tenant(
     _: Admin,
     State(state): State<AppState>,
@@ -163,8 +170,8 @@ pub async fn update_tenant(
 ) -> Result<axum::Json<TenantObject>, ApiError> {
     let id = parse_id(&id, "id")?;
     let patch = TenantPatch {
-        name: body.name,
-        status: body.status,
+        name: not_null(body.name, "name")?,
+        status: not_null(body.status, "status")?,
         metadata: body.metadata,
     };
     Ok(axum::Json(
@@ -177,7 +184,7 @@ pub async fn update_tenant(
 /// Deletes a tenant with its keys and connections. Its data key is destroyed
 /// first, so its sealed secrets cannot be recovered, even from backups.
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants",
-    params(("id" = String, Path, description = "Tenant id (ten_…)")),
+    params(("id" = TenantId, Path, description = "Tenant id (ten_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "Deleted", body = Deleted), StandardErrors, NotFound))]
 pub async fn delete_tenant(
@@ -193,4 +200,16 @@ pub async fn delete_tenant(
         object: "tenant",
         deleted: true,
     }))
+}
+
+/// A field that may be left out but not set to null.
+fn not_null<T>(value: Option<Option<T>>, param: &'static str) -> Result<Option<T>, ApiError> {
+    match value {
+        Some(None) => Err(ApiError::from(patchbay_core::ValidationError::invalid(
+            param,
+            format!("{param} cannot be null; leave it out to keep it."),
+        ))),
+        Some(Some(v)) => Ok(Some(v)),
+        None => Ok(None),
+    }
 }

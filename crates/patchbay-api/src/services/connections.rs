@@ -311,6 +311,10 @@ pub async fn update(
             Some(None) => details.metadata = Metadata::default(),
             None => {}
         }
+        if details == current.details() {
+            // Nothing to change: no write, no audit event, no new updated_at.
+            return Ok(current);
+        }
         let event = audit(
             ctx,
             tenant,

@@ -118,6 +118,10 @@ pub async fn update(
             Some(None) => next.metadata = Metadata::default(),
             None => {}
         }
+        if next == current {
+            // Nothing to change: no write, no audit event, no new updated_at.
+            return Ok(current);
+        }
         next.updated_at = next_updated_at(current.updated_at);
         let event = audit(
             ctx,

@@ -56,7 +56,12 @@ async fn admin_manages_tenants() {
         app.post("/api/v1/tenants", ADMIN, json!({"name": format!("t{i}")}))
             .await;
     }
-    let page = app.get("/api/v1/tenants?limit=2", ADMIN).await;
+    let page = app
+        .get(
+            "/api/v1/tenants?limit=2&starting_after=&ending_before=",
+            ADMIN,
+        )
+        .await;
     assert_eq!(page.body["data"].as_array().unwrap().len(), 2);
     assert_eq!(page.body["has_more"], true);
     assert_eq!(page.body["data"][0]["name"], "t3", "newest first");

@@ -5,6 +5,8 @@ use patchbay_core::DataKeyId;
 use patchbay_core::sealed::{DataKeyRecord, MasterKeyCheck, Rewrap};
 use patchbay_core::store::{KeyringStore, StoreResult};
 
+use uuid::Uuid;
+
 use super::PostgresStore;
 use crate::error::map;
 use crate::rows::{DATA_KEY_COLUMNS, DataKeyRow, MasterKeyCheckRow, convert};
@@ -77,24 +79,31 @@ impl KeyringStore for PostgresStore {
     }
 
     async fn rewrap_data_keys(&self, rewraps: &[Rewrap]) -> StoreResult<u64> {
-        let mut tx = self.begin().await?;
-        let mut applied = 0;
-        for rw in rewraps {
-            applied += sqlx::query(
-                "UPDATE data_keys SET master_key_id = $1, wrapped = $2 \
-                 WHERE id = $3 AND tenant_id = $4 AND wrapped = $5",
-            )
-            .bind(&rw.new_master_key_id)
-            .bind(&rw.new_wrapped)
-            .bind(rw.id.uuid())
-            .bind(rw.tenant_id.uuid())
-            .bind(&rw.old_wrapped)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?
-            .rows_affected();
-        }
-        tx.commit().await.map_err(map)?;
+        // One statement per batch: the arrays travel in one round trip, and the
+        // statement is atomic on its own.
+        let ids: Vec<Uuid> = rewraps.iter().map(|r| r.id.uuid()).collect();
+        let tenants: Vec<Uuid> = rewraps.iter().map(|r| r.tenant_id.uuid()).collect();
+        let masters: Vec<&str> = rewraps
+            .iter()
+            .map(|r| r.new_master_key_id.as_str())
+            .collect();
+        let old: Vec<&[u8]> = rewraps.iter().map(|r| r.old_wrapped.as_slice()).collect();
+        let new: Vec<&[u8]> = rewraps.iter().map(|r| r.new_wrapped.as_slice()).collect();
+        let applied = sqlx::query(
+            "UPDATE data_keys d SET master_key_id = u.master_key_id, wrapped = u.new_wrapped \
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::bytea[]) \
+               AS u(id, tenant_id, master_key_id, old_wrapped, new_wrapped) \
+             WHERE d.id = u.id AND d.tenant_id = u.tenant_id AND d.wrapped = u.old_wrapped",
+        )
+        .bind(ids)
+        .bind(tenants)
+        .bind(masters)
+        .bind(old)
+        .bind(new)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
         Ok(applied)
     }
 }
