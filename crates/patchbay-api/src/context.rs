@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::{Instrument, debug, error, info, info_span};
 
 use crate::error::{ApiError, ErrorType};
+use crate::state::AppState;
 
 /// The request id, available to handlers as an extension.
 #[derive(Debug, Clone)]
@@ -30,7 +31,11 @@ impl RequestId {
 const HEADER: &str = "x-request-id";
 
 /// The middleware. See the module documentation.
-pub async fn request_context(mut request: Request, next: Next) -> Response {
+pub async fn request_context(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let id: Arc<str> = request
         .headers()
         .get(HEADER)
@@ -60,8 +65,9 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    metrics::counter!("patchbay_http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.to_string()).increment(1);
-    metrics::histogram!("patchbay_http_request_duration_seconds", "method" => method.to_string(), "route" => route).record(elapsed.as_secs_f64());
+    state
+        .http_metrics
+        .record(&method, &route, status, elapsed.as_secs_f64());
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
         if status >= 500 {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 mod routes;
 pub mod services;
 pub mod state;

@@ -13,6 +13,7 @@ use patchbay_vault::{ApiKeyHasher, Keyring};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::KeyVerifier;
+use crate::metrics::HttpMetrics;
 
 /// API settings.
 #[derive(Debug, Clone)]
@@ -65,6 +66,8 @@ pub struct Inner {
     pub config: ApiConfig,
     /// Renders `/metrics`, when a recorder is installed.
     pub metrics: Option<PrometheusHandle>,
+    /// HTTP metric handles.
+    pub http_metrics: HttpMetrics,
 }
 
 impl std::fmt::Debug for Inner {
@@ -105,6 +108,7 @@ impl AppState {
             stripe,
             config,
             metrics,
+            http_metrics: HttpMetrics::default(),
         }))
     }
 

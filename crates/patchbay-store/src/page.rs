@@ -14,7 +14,6 @@ where
     DB: Database,
     K: IdKind,
     for<'a> Uuid: Encode<'a, DB> + Type<DB>,
-    for<'a> i64: Encode<'a, DB> + Type<DB>,
 {
     let order = match page.cursor {
         Cursor::First => "DESC",
@@ -29,6 +28,11 @@ where
             "ASC"
         }
     };
-    qb.push(format_args!(" ORDER BY {column} {order} LIMIT "));
-    qb.push_bind(i64::from(page.limit) + 1);
+    // The limit is written as a literal, not bound: SQLite treats a bound LIMIT as
+    // a planner input and re-prepares the statement on every execution. It is a
+    // validated integer (1 to 101), so there is nothing to inject.
+    qb.push(format_args!(
+        " ORDER BY {column} {order} LIMIT {}",
+        u64::from(page.limit) + 1
+    ));
 }

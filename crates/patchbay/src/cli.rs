@@ -30,7 +30,7 @@ CONFIGURATION
   PATCHBAY_KEY_CACHE_TTL           how long a verified API key is trusted (0 disables) [10s]
   PATCHBAY_MAX_BODY_BYTES          largest request body [1048576]
   PATCHBAY_REQUEST_TIMEOUT         longest a request may run [120s]
-  PATCHBAY_DB_MAX_CONNECTIONS      database pool size [16]
+  PATCHBAY_DB_MAX_CONNECTIONS      PostgreSQL pool size; SQLite: at most 2 x cores readers [16]
   PATCHBAY_SHUTDOWN_GRACE          time in-flight requests get at shutdown [30s]
 ";
 

@@ -15,6 +15,7 @@ use patchbay_core::time::now;
 use patchbay_core::{ApiKeyId, Store, StoreError, TenantId, Timestamp};
 use patchbay_vault::ApiKeyHasher;
 use patchbay_vault::api_token::{parse_tenant_token, token_digest};
+use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -133,12 +134,13 @@ impl KeyVerifier {
             .await
             .map_err(|e| AuthFailure::Internal(e.to_string()))?;
         let hasher = self.hasher.clone();
-        let secret = secret.to_owned();
+        let secret = SecretString::from(secret);
         let hash = credential.hash.clone();
-        let matches = tokio::task::spawn_blocking(move || hasher.verify(&secret, &hash))
-            .await
-            .map_err(|e| AuthFailure::Internal(e.to_string()))?
-            .map_err(|e| AuthFailure::Internal(e.to_string()))?;
+        let matches =
+            tokio::task::spawn_blocking(move || hasher.verify(secret.expose_secret(), &hash))
+                .await
+                .map_err(|e| AuthFailure::Internal(e.to_string()))?
+                .map_err(|e| AuthFailure::Internal(e.to_string()))?;
         drop(permit);
         if !matches {
             return Err(AuthFailure::Invalid);

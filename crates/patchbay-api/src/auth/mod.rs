@@ -12,6 +12,8 @@ use base64::Engine;
 use patchbay_core::api_key::{Scope, Scopes};
 use patchbay_core::audit::Actor;
 use patchbay_core::{ApiKeyId, TenantId};
+use secrecy::zeroize::Zeroizing;
+use secrecy::{ExposeSecret, SecretString};
 
 pub use key_verifier::{AuthFailure, KeyVerifier};
 pub use usage::UsageRecorder;
@@ -64,26 +66,28 @@ impl Principal {
     }
 }
 
-/// Reads the presented credential.
-fn presented(parts: &Parts) -> Result<String, ApiError> {
+/// Reads the presented credential; copies of it are secrets from here on.
+fn presented(parts: &Parts) -> Result<SecretString, ApiError> {
     if let Some(value) = parts.headers.get("x-api-key") {
         let key = value.to_str().map_err(|_| malformed())?.trim();
         if !key.is_empty() {
-            return Ok(key.to_owned());
+            return Ok(SecretString::from(key));
         }
     }
     if let Some(value) = parts.headers.get(AUTHORIZATION) {
         let value = value.to_str().map_err(|_| malformed())?.trim();
         if let Some(token) = strip_scheme(value, "bearer") {
-            return Ok(token.trim().to_owned());
+            return Ok(SecretString::from(token.trim()));
         }
         if let Some(encoded) = strip_scheme(value, "basic") {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .map_err(|_| malformed())?;
-            let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
-            let user = decoded.split_once(':').map_or(decoded.as_str(), |(u, _)| u);
-            return Ok(user.to_owned());
+            let decoded = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim())
+                    .map_err(|_| malformed())?,
+            );
+            let decoded = std::str::from_utf8(&decoded).map_err(|_| malformed())?;
+            let user = decoded.split_once(':').map_or(decoded, |(u, _)| u);
+            return Ok(SecretString::from(user));
         }
         return Err(malformed());
     }
@@ -110,12 +114,12 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = presented(parts)?;
-        if state.is_admin_token(&token) {
+        if state.is_admin_token(token.expose_secret()) {
             return Ok(Principal::Admin);
         }
         state
             .keys
-            .verify(&token)
+            .verify(token.expose_secret())
             .await
             .map(Principal::Tenant)
             .map_err(ApiError::from)

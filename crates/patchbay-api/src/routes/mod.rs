@@ -118,7 +118,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(fallback)
-        .layer(axum::middleware::from_fn(request_context))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

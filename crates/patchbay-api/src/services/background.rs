@@ -1,4 +1,5 @@
 //! Work that runs beside the HTTP server: flushing API-key last-use times,
+//! metrics upkeep,
 //! re-validating connections on schedule (a bounded number at a time, with a
 //! lease so replicas never check the same connection at once), and destroying
 //! replaced keys whose grace period ended.
@@ -18,6 +19,7 @@ use crate::state::AppState;
 /// How long a claimed connection is reserved for this replica.
 const LEASE: Duration = Duration::from_secs(300);
 const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(5);
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The running background tasks.
 #[derive(Debug)]
@@ -32,6 +34,7 @@ pub fn spawn(state: AppState) -> Background {
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(flush_usage(state.clone(), stopped.clone())),
+        tokio::spawn(metrics_upkeep(state.clone(), stopped.clone())),
         tokio::spawn(revalidate(state.clone(), stopped)),
     ];
     Background { stop, tasks, state }
@@ -59,6 +62,20 @@ async fn flush_usage(state: AppState, mut stopped: watch::Receiver<bool>) {
         }
         if let Err(e) = state.keys.usage().flush().await {
             warn!(error = %e, "could not record API-key last use; will retry");
+        }
+    }
+}
+
+/// Folds recorded samples into the exporter's histograms; without it they pile
+/// up between scrapes.
+async fn metrics_upkeep(state: AppState, mut stopped: watch::Receiver<bool>) {
+    let Some(handle) = state.metrics.clone() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(METRICS_UPKEEP_EVERY) => handle.run_upkeep(),
+            _ = stopped.changed() => return,
         }
     }
 }

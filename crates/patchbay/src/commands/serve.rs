@@ -13,6 +13,10 @@ pub async fn run(config: Option<&Path>) -> Result<(), CommandError> {
     let settings = Settings::load(config)?;
     crate::logging::init(&settings.log, settings.log_format);
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ])
+        .map_err(|e| CommandError(format!("metrics buckets: {e}")))?
         .install_recorder()
         .map_err(|e| warn!(error = %e, "metrics disabled"))
         .ok();
