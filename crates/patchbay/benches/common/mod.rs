@@ -49,6 +49,19 @@ impl Backend {
         out
     }
 
+    /// Refreshes planner statistics, as autovacuum does after a burst of inserts.
+    #[allow(dead_code)] // used by the connections benchmark only
+    pub async fn analyze(&self) {
+        if let Some((base, schema)) = &self.pg {
+            let admin = sqlx::PgPool::connect(base).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {schema}.connections")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+        }
+    }
+
     pub async fn finish(self) {
         self.store.close().await;
         if let Some((base, schema)) = self.pg {
