@@ -9,11 +9,13 @@ use metrics::{Counter, Histogram};
 use parking_lot::RwLock;
 
 type Handles = (Counter, Histogram);
+/// Per route template, per (method, status).
+type ByRoute = HashMap<String, HashMap<(Method, u16), Handles>>;
 
 /// The cache of metric handles.
 #[derive(Default)]
 pub struct HttpMetrics {
-    by_route: RwLock<HashMap<String, HashMap<(Method, u16), Handles>>>,
+    by_route: RwLock<ByRoute>,
 }
 
 impl std::fmt::Debug for HttpMetrics {

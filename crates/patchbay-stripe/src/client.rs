@@ -239,10 +239,12 @@ impl StripeClient {
         if let Some(account) = &request.stripe_account {
             headers.insert("stripe-account", header("Stripe-Account", account)?);
         }
-        if request.method == Method::POST {
-            if let Some(key) = &request.idempotency_key {
-                headers.insert("idempotency-key", header("Idempotency-Key", key)?);
-            }
+        if let Some(key) = request
+            .idempotency_key
+            .as_ref()
+            .filter(|_| request.method == Method::POST)
+        {
+            headers.insert("idempotency-key", header("Idempotency-Key", key)?);
         }
         match &request.body {
             Some(Body::Form(_)) => {

@@ -276,11 +276,14 @@ async fn an_upstream_without_the_account_endpoint_falls_back_to_balance() {
     );
 }
 
+/// When a call arrived and the idempotency key it carried.
+type Call = (Instant, Option<String>);
+
 /// Answers from a script, one entry per call, repeating the last; records each call.
 #[derive(Clone)]
 struct Script {
     steps: Arc<Vec<ResponseTemplate>>,
-    calls: Arc<Mutex<Vec<(Instant, Option<String>)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
 }
 
 impl Script {
@@ -290,7 +293,7 @@ impl Script {
             calls: Arc::default(),
         }
     }
-    fn calls(&self) -> Vec<(Instant, Option<String>)> {
+    fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
 }

@@ -243,12 +243,13 @@ mod tests {
             let mut keys = self.keys.lock().unwrap();
             let mut applied = 0;
             for rw in rewraps {
-                if let Some(r) = keys.get_mut(&rw.id) {
-                    if r.wrapped == rw.old_wrapped && r.tenant_id == rw.tenant_id {
-                        r.wrapped = rw.new_wrapped.clone();
-                        r.master_key_id = rw.new_master_key_id.clone();
-                        applied += 1;
-                    }
+                if let Some(r) = keys.get_mut(&rw.id)
+                    && r.wrapped == rw.old_wrapped
+                    && r.tenant_id == rw.tenant_id
+                {
+                    r.wrapped = rw.new_wrapped.clone();
+                    r.master_key_id = rw.new_master_key_id.clone();
+                    applied += 1;
                 }
             }
             Ok(applied)

@@ -55,14 +55,12 @@ pub async fn create(
         .transpose()?;
     let scopes = Scopes::new(input.scopes)?;
     let at = now();
-    if let Some(expiry) = input.expires_at {
-        if expiry <= at {
-            return Err(ValidationError::invalid(
-                "expires_at",
-                "expires_at must be in the future.",
-            )
-            .into());
-        }
+    if let Some(expiry) = input.expires_at
+        && expiry <= at
+    {
+        return Err(
+            ValidationError::invalid("expires_at", "expires_at must be in the future.").into(),
+        );
     }
     if state.store.get_tenant(tenant).await?.is_none() {
         return Err(ApiError::not_found("tenant", &tenant.to_string()));

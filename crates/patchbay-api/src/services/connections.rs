@@ -151,15 +151,14 @@ pub async fn create(
         .as_deref()
         .map(validate_stripe_version)
         .transpose()?;
-    if let Some(ext) = &external_id {
-        if state
+    if let Some(ext) = &external_id
+        && state
             .store
             .find_connection_by_external_id(tenant, ext)
             .await?
             .is_some()
-        {
-            return Err(external_id_taken(ext));
-        }
+    {
+        return Err(external_id_taken(ext));
     }
     let data_key_record = state
         .store
@@ -477,14 +476,14 @@ pub async fn rotate(
     api_key: SecretString,
     keep_previous_for_seconds: Option<u64>,
 ) -> Result<Connection, ApiError> {
-    if let Some(secs) = keep_previous_for_seconds {
-        if !(1..=MAX_KEEP_PREVIOUS_SECONDS).contains(&secs) {
-            return Err(ValidationError::invalid(
-                "keep_previous_for_seconds",
-                format!("keep_previous_for_seconds must be between 1 and {MAX_KEEP_PREVIOUS_SECONDS} (30 days); leave it out to destroy the old key at once."),
-            )
-            .into());
-        }
+    if let Some(secs) = keep_previous_for_seconds
+        && !(1..=MAX_KEEP_PREVIOUS_SECONDS).contains(&secs)
+    {
+        return Err(ValidationError::invalid(
+            "keep_previous_for_seconds",
+            format!("keep_previous_for_seconds must be between 1 and {MAX_KEEP_PREVIOUS_SECONDS} (30 days); leave it out to destroy the old key at once."),
+        )
+        .into());
     }
     let new_key = StripeKey::parse(api_key).map_err(key_error)?;
     let opened = open(state, tenant, id).await?;

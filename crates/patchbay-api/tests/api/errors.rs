@@ -143,7 +143,8 @@ async fn unknown_routes_and_methods_use_the_envelope() {
 async fn authentication_failures_are_401_or_403_with_a_reason() {
     let app = TestApp::new().await;
     let (_, tenant_key) = app.tenant(&["connections:read"]).await;
-    let cases: Vec<(Option<(&str, String)>, u16, &str)> = vec![
+    type Header<'a> = Option<(&'a str, String)>;
+    let cases: Vec<(Header, u16, &str)> = vec![
         (None, 401, "api_key_missing"),
         (Some(("x-api-key", "wrong".into())), 401, "api_key_invalid"),
         (

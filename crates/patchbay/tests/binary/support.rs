@@ -89,10 +89,10 @@ impl Server {
                     .unwrap();
                 panic!("server exited with {status}: {err}");
             }
-            if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
-                if r.status() == 200 {
-                    break;
-                }
+            if let Ok(r) = reqwest::get(format!("{base}/readyz")).await
+                && r.status() == 200
+            {
+                break;
             }
             assert!(Instant::now() < deadline, "server did not become ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
