@@ -264,8 +264,8 @@ fn describe(e: figment::Error) -> String {
                 figment::error::Kind::MissingField(name) => {
                     format!("missing setting PATCHBAY_{}", name.to_ascii_uppercase())
                 }
-                kind if SECRET_FILES.iter().any(|s| err.path.iter().any(|p| p == s)) => {
-                    let _ = kind;
+                // The kind's text may quote the value: never for a secret.
+                _ if SECRET_FILES.iter().any(|s| err.path.iter().any(|p| p == s)) => {
                     format!("{field} is malformed")
                 }
                 kind => format!("{field}: {kind}"),

@@ -10,7 +10,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
 use patchbay_core::api_key::{Scope, Scopes};
-use patchbay_core::audit::Actor;
+use patchbay_core::audit::{Actor, AuditEvent};
 use patchbay_core::{ApiKeyId, TenantId};
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
@@ -178,6 +178,24 @@ impl AuditContext {
             actor: principal.actor(),
             request_id: Some(request_id.as_str().to_owned()),
         }
+    }
+
+    /// An audit event by this actor about `target` of `tenant`, happening now.
+    pub fn event(
+        &self,
+        tenant: TenantId,
+        action: &str,
+        target: impl std::fmt::Display,
+        details: serde_json::Value,
+    ) -> AuditEvent {
+        AuditEvent::new(
+            Some(tenant),
+            self.actor,
+            action,
+            Some(target.to_string()),
+            details,
+            self.request_id.clone(),
+        )
     }
 
     /// For Patchbay's own background work.

@@ -2,7 +2,6 @@
 //! revoked at once on this replica.
 
 use patchbay_core::api_key::{ApiKey, Scope, Scopes};
-use patchbay_core::audit::AuditEvent;
 use patchbay_core::tenant::validate_name;
 use patchbay_core::time::now;
 use patchbay_core::{ApiKeyId, Page, PageRequest, TenantId, Timestamp, ValidationError};
@@ -22,23 +21,6 @@ pub struct NewKey {
     pub scopes: Vec<Scope>,
     /// Expiry.
     pub expires_at: Option<Timestamp>,
-}
-
-fn audit(
-    ctx: &AuditContext,
-    tenant: TenantId,
-    key: ApiKeyId,
-    action: &str,
-    details: serde_json::Value,
-) -> AuditEvent {
-    AuditEvent::new(
-        Some(tenant),
-        ctx.actor,
-        action,
-        Some(key.to_string()),
-        details,
-        ctx.request_id.clone(),
-    )
 }
 
 /// Mints a key for an existing tenant; returns the record and the token (shown once).
@@ -86,11 +68,10 @@ pub async fn create(
         last_used_at: None,
         created_at: at,
     };
-    let event = audit(
-        ctx,
+    let event = ctx.event(
         tenant,
-        id,
         "api_key.created",
+        id,
         json!({"scopes": key.scopes.as_slice(), "expires_at": key.expires_at, "name": key.name}),
     );
     state.store.create_api_key(&key, &hash, &event).await?;
@@ -122,7 +103,7 @@ pub async fn revoke(
     tenant: TenantId,
     id: ApiKeyId,
 ) -> Result<ApiKey, ApiError> {
-    let event = audit(ctx, tenant, id, "api_key.revoked", json!({}));
+    let event = ctx.event(tenant, "api_key.revoked", id, json!({}));
     let key = state
         .store
         .revoke_api_key(tenant, id, now(), &event)

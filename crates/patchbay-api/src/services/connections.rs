@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use patchbay_core::audit::AuditEvent;
 use patchbay_core::connection::{
     AccountDetails, AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ConnectionStatus,
     Provider, validate_external_id, validate_stripe_version,
@@ -89,23 +88,6 @@ fn store_error(e: StoreError, external_id: Option<&str>) -> ApiError {
     }
 }
 
-fn audit(
-    ctx: &AuditContext,
-    tenant: TenantId,
-    id: ConnectionId,
-    action: &str,
-    details: serde_json::Value,
-) -> AuditEvent {
-    AuditEvent::new(
-        Some(tenant),
-        ctx.actor,
-        action,
-        Some(id.to_string()),
-        details,
-        ctx.request_id.clone(),
-    )
-}
-
 fn auth_method(key: &StripeKey) -> AuthMethod {
     match key.kind() {
         KeyKind::Secret => AuthMethod::SecretKey,
@@ -133,6 +115,7 @@ pub async fn create(
     tenant: TenantId,
     input: NewConnectionInput,
 ) -> Result<Connection, ApiError> {
+    // One provider so far; a second one will make this match non-exhaustive.
     let Provider::Stripe = input.provider;
     let key = StripeKey::parse(input.api_key).map_err(key_error)?;
     let external_id = input
@@ -170,24 +153,17 @@ pub async fn create(
     let every = state.config.revalidate_every;
     let (status, account, missing_permissions, validated_at, next_validation_at) = if input.validate
     {
-        let verdict = test_call::run(state, &key, stripe_version.as_deref(), None).await?;
-        match verdict {
-            Verdict::Valid {
-                account,
-                missing_permissions,
-            } => (
-                ConnectionStatus::Active,
-                account.unwrap_or_default(),
-                missing_permissions,
-                Some(at),
-                add_seconds(at, every.as_secs() as i64),
-            ),
-            refused => {
-                return Err(refused
-                    .refusal()
-                    .unwrap_or_else(|| ApiError::internal(&"test call")));
-            }
-        }
+        let proof = match test_call::run(state, &key, stripe_version.as_deref(), None).await? {
+            Verdict::Valid(proof) => proof,
+            Verdict::Refused(refusal) => return Err(refusal.answer),
+        };
+        (
+            ConnectionStatus::Active,
+            proof.account.unwrap_or_default(),
+            proof.missing_permissions,
+            Some(at),
+            add_seconds(at, every.as_secs() as i64),
+        )
     } else {
         // Pending connections are validated by the next background pass.
         (
@@ -224,11 +200,10 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let event = audit(
-        ctx,
+    let event = ctx.event(
         tenant,
-        id,
         "connection.created",
+        id,
         json!({
             "key_hint": connection.key_hint,
             "status": connection.status,
@@ -314,18 +289,12 @@ pub async fn update(
             // Nothing to change: no write, no audit event, no new updated_at.
             return Ok(current);
         }
-        let event = audit(
-            ctx,
-            tenant,
-            id,
-            "connection.updated",
-            json!({
+        let event = ctx.event(tenant, "connection.updated", id, json!({
                 "name_changed": details.name != current.name,
                 "metadata_changed": details.metadata != current.metadata,
                 "external_id": (details.external_id != current.external_id).then_some(&details.external_id),
                 "stripe_version": (details.stripe_version != current.stripe_version).then_some(&details.stripe_version),
-            }),
-        );
+            }));
         let updated = state
             .store
             .update_connection_details(
@@ -358,11 +327,10 @@ pub async fn delete(
     id: ConnectionId,
 ) -> Result<(), ApiError> {
     let current = get(state, tenant, id).await?;
-    let event = audit(
-        ctx,
+    let event = ctx.event(
         tenant,
-        id,
         "connection.deleted",
+        id,
         json!({"key_hint": current.key_hint}),
     );
     if state.store.delete_connection(tenant, id, &event).await? {
@@ -445,18 +413,12 @@ pub async fn validate(
     );
     let changed = record.status != conn.status;
     let event = (trigger == Trigger::Request || changed).then(|| {
-        audit(
-            ctx,
-            tenant,
-            id,
-            "connection.validated",
-            json!({
+        ctx.event(tenant, "connection.validated", id, json!({
                 "status": record.status,
                 "previous_status": conn.status,
                 "error_code": record.last_error.as_ref().map(|e| &e.code),
                 "stripe_request_id": record.last_error.as_ref().and_then(|e| e.stripe_request_id.as_ref()),
-            }),
-        )
+            }))
     });
     state
         .store
@@ -518,12 +480,11 @@ pub async fn rotate(
         }),
     )
     .await?;
-    let Verdict::Valid { account, .. } = &verdict else {
-        return Err(verdict
-            .refusal()
-            .unwrap_or_else(|| ApiError::internal(&"test call")));
+    let account = match &verdict {
+        Verdict::Valid(proof) => proof.account.as_ref(),
+        Verdict::Refused(refusal) => return Err(refusal.answer.clone()),
     };
-    check_same_account(conn.account.stripe_account_id.as_deref(), account.as_ref())?;
+    check_same_account(conn.account.stripe_account_id.as_deref(), account)?;
 
     let at = now();
     let id_text = id.to_string();
@@ -551,11 +512,10 @@ pub async fn rotate(
         ),
         updated_at: next_updated_at(conn.updated_at),
     };
-    let event = audit(
-        ctx,
+    let event = ctx.event(
         tenant,
-        id,
         "connection.rotated",
+        id,
         json!({
             "previous_key_hint": conn.key_hint,
             "key_hint": rotation.key_hint,

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use patchbay_core::audit::AuditEvent;
 use patchbay_core::metadata::MetadataPatch;
 use patchbay_core::store::Updated;
 use patchbay_core::tenant::{Tenant, TenantStatus, validate_name};
@@ -15,22 +14,6 @@ use super::{CAS_ATTEMPTS, next_updated_at};
 use crate::auth::AuditContext;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-fn audit(
-    ctx: &AuditContext,
-    tenant: TenantId,
-    action: &str,
-    details: serde_json::Value,
-) -> AuditEvent {
-    AuditEvent::new(
-        Some(tenant),
-        ctx.actor,
-        action,
-        Some(tenant.to_string()),
-        details,
-        ctx.request_id.clone(),
-    )
-}
 
 /// Creates a tenant and its data key.
 pub async fn create(
@@ -51,10 +34,10 @@ pub async fn create(
         updated_at: at,
     };
     let (data_key, _) = state.keyring.new_data_key(tenant.id)?;
-    let event = audit(
-        ctx,
+    let event = ctx.event(
         tenant.id,
         "tenant.created",
+        tenant.id,
         json!({"name": tenant.name}),
     );
     state
@@ -123,10 +106,10 @@ pub async fn update(
             return Ok(current);
         }
         next.updated_at = next_updated_at(current.updated_at);
-        let event = audit(
-            ctx,
+        let event = ctx.event(
             id,
             "tenant.updated",
+            id,
             json!({
                 "name": (next.name != current.name).then_some(&next.name),
                 "status": (next.status != current.status).then_some(next.status),
@@ -156,7 +139,7 @@ pub async fn update(
 
 /// Deletes a tenant: its data key first (crypto-shred), then its keys and connections.
 pub async fn delete(state: &AppState, ctx: &AuditContext, id: TenantId) -> Result<(), ApiError> {
-    let event = audit(ctx, id, "tenant.deleted", json!({"crypto_shredded": true}));
+    let event = ctx.event(id, "tenant.deleted", id, json!({"crypto_shredded": true}));
     if !state.store.delete_tenant(id, &event).await? {
         return Err(ApiError::not_found("tenant", &id.to_string()));
     }

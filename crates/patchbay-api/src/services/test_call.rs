@@ -1,5 +1,5 @@
 //! Runs the Stripe test call and turns its outcome into what Patchbay records
-//! (a status and last error) or answers (an error for a failed creation).
+//! (a status and last error) or answers (the error a refused creation gets).
 
 use axum::http::StatusCode;
 use patchbay_core::Timestamp;
@@ -13,14 +13,27 @@ use crate::state::AppState;
 #[derive(Debug)]
 pub(crate) enum Verdict {
     /// The key works.
-    Valid {
-        account: Option<AccountDetails>,
-        missing_permissions: Vec<String>,
-    },
-    /// Stripe refused the key.
-    Invalid { error: LastError },
-    /// Stripe gave no verdict; `answer` is what a caller waiting on it gets.
-    Unknown { error: LastError, answer: ApiError },
+    Valid(Proof),
+    /// Stripe refused the key, or gave no verdict.
+    Refused(Refusal),
+}
+
+/// A working key's account and missing permissions.
+#[derive(Debug)]
+pub(crate) struct Proof {
+    pub account: Option<AccountDetails>,
+    pub missing_permissions: Vec<String>,
+}
+
+/// Why the key is not proven.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// `invalid` (Stripe said 401) or `error` (no verdict).
+    pub status: ConnectionStatus,
+    /// What is recorded on the connection.
+    pub error: LastError,
+    /// What a caller waiting on a creation or rotation gets.
+    pub answer: ApiError,
 }
 
 pub(crate) async fn run(
@@ -29,22 +42,20 @@ pub(crate) async fn run(
     stripe_version: Option<&str>,
     rate: Option<RateKey<'_>>,
 ) -> Result<Verdict, ApiError> {
-    match state.stripe.check_key(key, None, stripe_version, rate).await {
+    match state
+        .stripe
+        .check_key(key, None, stripe_version, rate)
+        .await
+    {
         Ok(check) => Ok(match check.outcome {
             KeyOutcome::Valid {
                 account,
                 missing_permissions,
-            } => Verdict::Valid {
+            } => Verdict::Valid(Proof {
                 account,
                 missing_permissions,
-            },
-            KeyOutcome::Invalid { .. } => Verdict::Invalid {
-                error: LastError {
-                    code: "stripe_key_invalid".into(),
-                    message: "Stripe rejected the key (401): it is wrong, revoked, expired or was rolled.".into(),
-                    stripe_request_id: check.request_id,
-                },
-            },
+            }),
+            KeyOutcome::Invalid { .. } => Verdict::Refused(invalid(check.request_id)),
         }),
         Err(StripeError::RateLimited { retry_after_ms }) => Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -54,11 +65,38 @@ pub(crate) async fn run(
         )
         .with_retry_after(retry_after_ms.div_ceil(1000))),
         Err(StripeError::InvalidRequest(detail)) => Err(ApiError::internal(&detail)),
-        Err(e) => Ok(unknown(&e)),
+        Err(e) => Ok(Verdict::Refused(unknown(&e))),
     }
 }
 
-fn unknown(e: &StripeError) -> Verdict {
+fn request_id_note(request_id: Option<&str>) -> String {
+    request_id
+        .map(|r| format!(" Stripe request id: {r}."))
+        .unwrap_or_default()
+}
+
+fn invalid(request_id: Option<String>) -> Refusal {
+    let answer = ApiError::unprocessable(
+        "stripe_key_invalid",
+        format!(
+            "Stripe rejected this key (401): it is wrong, revoked, expired or was rolled. Nothing was stored.{}",
+            request_id_note(request_id.as_deref())
+        ),
+    )
+    .with_param("api_key");
+    Refusal {
+        status: ConnectionStatus::Invalid,
+        error: LastError {
+            code: "stripe_key_invalid".into(),
+            message: "Stripe rejected the key (401): it is wrong, revoked, expired or was rolled."
+                .into(),
+            stripe_request_id: request_id,
+        },
+        answer,
+    }
+}
+
+fn unknown(e: &StripeError) -> Refusal {
     let request_id = e.request_id().map(str::to_owned);
     let (code, status, kind, message) = match e {
         StripeError::Unreachable { message, .. } => (
@@ -92,16 +130,14 @@ fn unknown(e: &StripeError) -> Verdict {
         code,
         format!(
             "{message} Nothing was stored; retry, or send \"validate\": false to store the connection as pending.{}",
-            request_id
-                .as_deref()
-                .map(|r| format!(" Stripe request id: {r}."))
-                .unwrap_or_default()
+            request_id_note(request_id.as_deref())
         ),
     );
     if status == StatusCode::SERVICE_UNAVAILABLE {
         answer = answer.with_retry_after(2);
     }
-    Verdict::Unknown {
+    Refusal {
+        status: ConnectionStatus::Error,
         error: LastError {
             code: code.into(),
             message,
@@ -114,57 +150,27 @@ fn unknown(e: &StripeError) -> Verdict {
 impl Verdict {
     /// The record to store for this verdict.
     pub(crate) fn record(&self, at: Timestamp, next: Timestamp) -> ValidationRecord {
-        let (status, account, missing, error) = match self {
-            Verdict::Valid {
-                account,
-                missing_permissions,
-            } => (
+        let (status, account, missing_permissions, last_error) = match self {
+            Verdict::Valid(proof) => (
                 ConnectionStatus::Active,
-                account.clone(),
-                missing_permissions.clone(),
+                proof.account.clone(),
+                proof.missing_permissions.clone(),
                 None,
             ),
-            Verdict::Invalid { error } => (
-                ConnectionStatus::Invalid,
+            Verdict::Refused(refusal) => (
+                refusal.status,
                 None,
                 Vec::new(),
-                Some(error.clone()),
-            ),
-            Verdict::Unknown { error, .. } => (
-                ConnectionStatus::Error,
-                None,
-                Vec::new(),
-                Some(error.clone()),
+                Some(refusal.error.clone()),
             ),
         };
         ValidationRecord {
             status,
             account,
-            missing_permissions: missing,
+            missing_permissions,
             validated_at: at,
-            last_error: error,
+            last_error,
             next_validation_at: next,
-        }
-    }
-
-    /// The answer to a creation or rotation that this verdict stops.
-    pub(crate) fn refusal(self) -> Option<ApiError> {
-        match self {
-            Verdict::Valid { .. } => None,
-            Verdict::Invalid { error } => Some(
-                ApiError::unprocessable(
-                    "stripe_key_invalid",
-                    format!(
-                        "Stripe rejected this key (401): it is wrong, revoked, expired or was rolled. Nothing was stored.{}",
-                        error
-                            .stripe_request_id
-                            .map(|r| format!(" Stripe request id: {r}."))
-                            .unwrap_or_default()
-                    ),
-                )
-                .with_param("api_key"),
-            ),
-            Verdict::Unknown { answer, .. } => Some(answer),
         }
     }
 }
