@@ -1,9 +1,11 @@
-//! Liveness and readiness.
+//! Liveness, readiness and Prometheus metrics: what orchestrators and
+//! scrapers call, without credentials.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use patchbay_core::store::Backend;
 use serde::Serialize;
 
@@ -57,5 +59,32 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 format!("The {database} database does not answer."),
             ))
         }
+    }
+}
+
+/// Prometheus metrics: request counts and latencies by method, route template
+/// and status. Labels never carry ids or secrets.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
+        (status = 404, description = "Metrics are not enabled in this process", body = ErrorResponse),
+    ))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorType::InvalidRequestError,
+            "metrics_disabled",
+            "Metrics are not enabled in this process.",
+        )
+        .into_response(),
     }
 }

@@ -10,11 +10,9 @@ mod health;
 mod tenants;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, PROXY_AUTHORIZATION};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
+use axum::http::{HeaderName, StatusCode};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -24,7 +22,6 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::context::request_context;
-use crate::error::{ApiError, ErrorType};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -41,7 +38,7 @@ use crate::state::AppState;
         (name = "connections", description = "Stripe connections by secret or restricted key."),
         (name = "audit", description = "Who did what, when."),
         (name = "admin", description = "Platform admin: master-key status."),
-        (name = "health", description = "Liveness and readiness."),
+        (name = "health", description = "Liveness, readiness and metrics."),
     )
 )]
 struct ApiDoc;
@@ -76,6 +73,7 @@ fn documented() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
         .routes(routes!(tenants::create_tenant, tenants::list_tenants))
         .routes(routes!(
             tenants::get_tenant,
@@ -115,7 +113,6 @@ pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let timeout = state.config.request_timeout;
     router
-        .route("/metrics", get(metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
@@ -138,25 +135,4 @@ pub fn app(state: AppState) -> Router {
 
 async fn fallback() -> StatusCode {
     StatusCode::NOT_FOUND
-}
-
-/// Prometheus metrics.
-async fn metrics(State(state): State<AppState>) -> axum::response::Response {
-    match &state.metrics {
-        Some(handle) => (
-            [(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            )],
-            handle.render(),
-        )
-            .into_response(),
-        None => ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorType::InvalidRequestError,
-            "metrics_disabled",
-            "Metrics are not enabled in this process.",
-        )
-        .into_response(),
-    }
 }

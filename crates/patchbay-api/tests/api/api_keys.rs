@@ -172,7 +172,7 @@ async fn key_creation_validates_its_input() {
 async fn expired_keys_are_refused() {
     let app = TestApp::new().await;
     let (tenant, _) = app.tenant(&["admin"]).await;
-    let soon = (chrono::Utc::now() + chrono::TimeDelta::milliseconds(1500)).to_rfc3339();
+    let soon = (chrono::Utc::now() + chrono::TimeDelta::milliseconds(3000)).to_rfc3339();
     let created = app
         .post(
             &format!("/api/v1/tenants/{tenant}/api-keys"),
@@ -183,7 +183,7 @@ async fn expired_keys_are_refused() {
     assert_eq!(created.status, 201, "{}", created.text);
     let key = created.body["key"].as_str().unwrap().to_owned();
     assert_eq!(app.get("/api/v1/api-keys", &key).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let refused = app.get("/api/v1/api-keys", &key).await;
     assert_eq!(refused.status, 401);
     assert_eq!(assert_envelope(&refused), "api_key_expired");

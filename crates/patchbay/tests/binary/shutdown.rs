@@ -39,7 +39,20 @@ async fn in_flight_requests_finish_after_sigterm() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SIGTERM only once the request is in flight: Stripe (the mock) has it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stripe
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached Stripe"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     terminate(&server.child);
     let (status, body) = slow.await.unwrap();
     assert_eq!(status, 201, "the in-flight request completed: {body}");
