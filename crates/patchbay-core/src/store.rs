@@ -250,7 +250,7 @@ pub struct AuditFilter {
 pub trait AuditStore: Send + Sync {
     /// Appends an event on its own (for events that change nothing else).
     async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
-    /// The tenant's events (or, with `None`, the platform's), newest first.
+    /// The tenant's events, newest first; with `None`, every event (the platform admin's view).
     async fn list_audit_events(
         &self,
         tenant: Option<TenantId>,
