@@ -64,8 +64,21 @@ impl From<AuthFailure> for ApiError {
     }
 }
 
+/// What the cache knows about a presented token.
+enum Cached {
+    /// Verified within the TTL: trust it.
+    Fresh(TenantPrincipal),
+    /// Verified before against `hash`; re-read the key's state.
+    Stale { hash: String },
+    /// Never verified (or another token with the same key id).
+    Miss,
+}
+
 struct Entry {
+    /// SHA-256 of the token that passed argon2id.
     digest: [u8; 32],
+    /// The PHC hash it passed against.
+    hash: String,
     principal: TenantPrincipal,
     expires_at: Option<Timestamp>,
     trusted_until: Instant,
@@ -117,10 +130,41 @@ impl KeyVerifier {
         let (key_id, secret) = parse_tenant_token(token).ok_or(AuthFailure::Invalid)?;
         let digest = token_digest(token);
         let at = now();
-        if let Some(principal) = self.cached(key_id, &digest, at) {
-            self.usage.record(principal.tenant_id, key_id, at);
-            return Ok(principal);
+        let proven_hash = match self.lookup(key_id, &digest, at) {
+            Cached::Fresh(principal) => {
+                self.usage.record(principal.tenant_id, key_id, at);
+                return Ok(principal);
+            }
+            Cached::Stale { hash } => Some(hash),
+            Cached::Miss => None,
+        };
+        let result = self
+            .verify_against_store(key_id, secret, digest, proven_hash, at)
+            .await;
+        match &result {
+            Ok(principal) => self.usage.record(principal.tenant_id, key_id, at),
+            // The token matched but the key may no longer be used. A token that
+            // does not match leaves the rightful owner's entry alone.
+            Err(AuthFailure::Revoked | AuthFailure::Expired | AuthFailure::TenantDisabled) => {
+                self.invalidate_key(key_id);
+            }
+            Err(_) => {}
         }
+        result
+    }
+
+    /// Reads the key and checks it. argon2id runs unless this very token already
+    /// passed it against this very hash (a stale cache entry with the same
+    /// digest): a refresh then costs one read, not a hash, so the whole herd of
+    /// requests arriving when an entry expires does not queue behind argon2.
+    async fn verify_against_store(
+        &self,
+        key_id: ApiKeyId,
+        secret: &str,
+        digest: [u8; 32],
+        proven_hash: Option<String>,
+        at: Timestamp,
+    ) -> Result<TenantPrincipal, AuthFailure> {
         let credential = self
             .store
             .find_api_key_credential(key_id)
@@ -128,22 +172,24 @@ impl KeyVerifier {
             .map_err(AuthFailure::Store)?
             .ok_or(AuthFailure::Invalid)?;
         // The secret is checked before anything about the key is revealed.
-        let permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|e| AuthFailure::Internal(e.to_string()))?;
-        let hasher = self.hasher.clone();
-        let secret = SecretString::from(secret);
-        let hash = credential.hash.clone();
-        let matches =
-            tokio::task::spawn_blocking(move || hasher.verify(secret.expose_secret(), &hash))
+        if proven_hash.as_deref() != Some(credential.hash.as_str()) {
+            let permit = self
+                .hashing
+                .acquire()
                 .await
-                .map_err(|e| AuthFailure::Internal(e.to_string()))?
                 .map_err(|e| AuthFailure::Internal(e.to_string()))?;
-        drop(permit);
-        if !matches {
-            return Err(AuthFailure::Invalid);
+            let hasher = self.hasher.clone();
+            let secret = SecretString::from(secret);
+            let hash = credential.hash.clone();
+            let matches =
+                tokio::task::spawn_blocking(move || hasher.verify(secret.expose_secret(), &hash))
+                    .await
+                    .map_err(|e| AuthFailure::Internal(e.to_string()))?
+                    .map_err(|e| AuthFailure::Internal(e.to_string()))?;
+            drop(permit);
+            if !matches {
+                return Err(AuthFailure::Invalid);
+            }
         }
         match credential.key.state(at) {
             KeyState::Revoked => return Err(AuthFailure::Revoked),
@@ -167,28 +213,31 @@ impl KeyVerifier {
                 key_id,
                 Entry {
                     digest,
+                    hash: credential.hash,
                     principal: principal.clone(),
                     expires_at: credential.key.expires_at,
                     trusted_until: Instant::now() + self.ttl,
                 },
             );
         }
-        self.usage.record(principal.tenant_id, key_id, at);
         Ok(principal)
     }
 
-    fn cached(
-        &self,
-        key_id: ApiKeyId,
-        digest: &[u8; 32],
-        at: Timestamp,
-    ) -> Option<TenantPrincipal> {
+    fn lookup(&self, key_id: ApiKeyId, digest: &[u8; 32], at: Timestamp) -> Cached {
         let cache = self.cache.read();
-        let entry = cache.get(&key_id)?;
-        let fresh = entry.trusted_until > Instant::now()
-            && entry.expires_at.is_none_or(|e| e > at)
-            && bool::from(entry.digest.ct_eq(digest));
-        fresh.then(|| entry.principal.clone())
+        let Some(entry) = cache.get(&key_id) else {
+            return Cached::Miss;
+        };
+        if !bool::from(entry.digest.ct_eq(digest)) {
+            return Cached::Miss;
+        }
+        if entry.trusted_until > Instant::now() && entry.expires_at.is_none_or(|e| e > at) {
+            Cached::Fresh(entry.principal.clone())
+        } else {
+            Cached::Stale {
+                hash: entry.hash.clone(),
+            }
+        }
     }
 
     /// Forgets one key (after revocation).

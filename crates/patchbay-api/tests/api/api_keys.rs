@@ -79,6 +79,53 @@ async fn revocation_beats_the_cache_on_this_instance() {
 }
 
 #[tokio::test]
+async fn another_replicas_revocation_takes_effect_within_the_ttl() {
+    let app = TestApp::with(|c| c.key_cache_ttl = Duration::from_millis(300)).await;
+    let (tenant, key) = app.tenant(&["admin"]).await;
+    let list = app.get("/api/v1/api-keys", &key).await;
+    assert_eq!(list.status, 200);
+    // The entry expires and is refreshed from the store (no new argon2 run): still fine.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(app.get("/api/v1/api-keys", &key).await.status, 200);
+    // Revoked behind this replica's back (as another replica would), the key is
+    // refused once the cache entry's TTL has passed.
+    let tenant_id: patchbay_core::TenantId = tenant.parse().unwrap();
+    let key_id: patchbay_core::ApiKeyId = list.body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let event = patchbay_core::audit::AuditEvent::new(
+        Some(tenant_id),
+        patchbay_core::audit::Actor::System,
+        "api_key.revoked",
+        None,
+        json!({}),
+        None,
+    );
+    app.state
+        .store
+        .revoke_api_key(tenant_id, key_id, patchbay_core::time::now(), &event)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let refused = app.get("/api/v1/api-keys", &key).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(assert_envelope(&refused), "api_key_revoked");
+    // A wrong token for the same key id is invalid, whatever the cache holds.
+    let forged = format!("{}A", &key[..key.len() - 1]);
+    let forged = if forged == key {
+        format!("{}B", &key[..key.len() - 1])
+    } else {
+        forged
+    };
+    assert_eq!(
+        assert_envelope(&app.get("/api/v1/api-keys", &forged).await),
+        "api_key_invalid"
+    );
+}
+
+#[tokio::test]
 async fn the_cache_can_be_disabled() {
     let app = TestApp::with(|c| c.key_cache_ttl = Duration::ZERO).await;
     let (_, key) = app.tenant(&["admin"]).await;
