@@ -131,3 +131,15 @@ def test_admin_token_is_not_a_tenant_key(admin: Api):
     error(admin.get("/api/v1/api-keys"), 403, "tenant_key_required")
     # The admin token does work on audit events (all tenants).
     ok(admin.get("/api/v1/audit-events"))
+
+
+def test_wrong_secrets_lock_the_key_id_not_its_holder(tenant):
+    ok(tenant.api.get("/api/v1/api-keys"))  # the holder is known to the server
+    forged = Api(tenant.key[:-4] + ("AAAA" if not tenant.key.endswith("AAAA") else "BBBB"))
+    for _ in range(10):
+        error(forged.get("/api/v1/connections"), 401, "api_key_invalid")
+    r = forged.get("/api/v1/connections")
+    err = error(r, 429, "api_key_locked")
+    assert err["type"] == "rate_limit_error"
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    ok(tenant.api.get("/api/v1/connections"))

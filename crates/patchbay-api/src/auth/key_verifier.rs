@@ -2,12 +2,14 @@
 //! thread, a few at a time; a verified key is then trusted for a short TTL by
 //! comparing the SHA-256 of the presented token. Revoking a key or disabling a
 //! tenant evicts it from this replica's cache at once; other replicas notice
-//! within the TTL.
+//! within the TTL. Repeated wrong secrets for one key id lock that id for a
+//! while (see [`super::failed_attempts`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use parking_lot::RwLock;
 use patchbay_core::api_key::KeyState;
 use patchbay_core::tenant::TenantStatus;
@@ -21,8 +23,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::TenantPrincipal;
+use super::failed_attempts::FailedAttempts;
 use super::usage::UsageRecorder;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorType};
 
 /// Why a key was refused.
 #[derive(Debug)]
@@ -35,6 +38,8 @@ pub enum AuthFailure {
     Expired,
     /// The tenant is disabled.
     TenantDisabled,
+    /// Too many wrong secrets for this key id lately; retry after this long.
+    Locked(Duration),
     /// The database failed.
     Store(StoreError),
     /// Hashing failed (a corrupt stored hash).
@@ -58,6 +63,18 @@ impl From<AuthFailure> for ApiError {
                 "tenant_disabled",
                 "This tenant is disabled; its API keys are refused until the platform admin enables it.",
             ),
+            AuthFailure::Locked(wait) => {
+                let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorType::RateLimitError,
+                    "api_key_locked",
+                    format!(
+                        "Too many requests with a wrong secret for this API key id; it is refused on this server for {seconds} more seconds. Check that the key was copied whole."
+                    ),
+                )
+                .with_retry_after(seconds)
+            }
             AuthFailure::Store(e) => e.into(),
             AuthFailure::Internal(detail) => ApiError::internal(&detail),
         }
@@ -91,6 +108,7 @@ pub struct KeyVerifier {
     ttl: Duration,
     cache: RwLock<HashMap<ApiKeyId, Entry>>,
     hashing: Semaphore,
+    failures: FailedAttempts,
     usage: UsageRecorder,
 }
 
@@ -117,6 +135,7 @@ impl KeyVerifier {
             ttl,
             cache: RwLock::new(HashMap::new()),
             hashing: Semaphore::new(parallel.max(2)),
+            failures: FailedAttempts::default(),
         }
     }
 
@@ -136,7 +155,12 @@ impl KeyVerifier {
                 return Ok(principal);
             }
             Cached::Stale { hash } => Some(hash),
-            Cached::Miss => None,
+            Cached::Miss => {
+                self.failures
+                    .check(key_id, Instant::now())
+                    .map_err(AuthFailure::Locked)?;
+                None
+            }
         };
         let result = self
             .verify_against_store(key_id, secret, digest, proven_hash, at)
@@ -188,8 +212,10 @@ impl KeyVerifier {
                     .map_err(|e| AuthFailure::Internal(e.to_string()))?;
             drop(permit);
             if !matches {
+                self.failures.record(key_id, Instant::now());
                 return Err(AuthFailure::Invalid);
             }
+            self.failures.clear(key_id);
         }
         match credential.key.state(at) {
             KeyState::Revoked => return Err(AuthFailure::Revoked),

@@ -250,3 +250,53 @@ async fn last_use_is_recorded_in_batches() {
         after.text
     );
 }
+
+/// The same key id with its secret's last character changed.
+fn with_wrong_secret(key: &str, last: char) -> String {
+    let mut wrong = key[..key.len() - 1].to_owned();
+    wrong.push(if key.ends_with(last) { 'Q' } else { last });
+    wrong
+}
+
+#[tokio::test]
+async fn repeated_wrong_secrets_lock_the_key_id_but_not_its_holder() {
+    let app = TestApp::new().await;
+    let (_, key) = app.tenant(&["admin"]).await;
+    let (_, other) = app.tenant(&["admin"]).await;
+    // The holder has been verified on this replica.
+    assert_eq!(app.get("/api/v1/api-keys", &key).await.status, 200);
+
+    for attempt in 0..10 {
+        let reply = app
+            .get("/api/v1/api-keys", &with_wrong_secret(&key, 'x'))
+            .await;
+        assert_eq!(reply.status, 401, "attempt {attempt}: {}", reply.text);
+        assert_eq!(assert_envelope(&reply), "api_key_invalid");
+    }
+    // Any further secret for that key id is refused without argon2id.
+    for last in ['x', 'y'] {
+        let reply = app
+            .get("/api/v1/api-keys", &with_wrong_secret(&key, last))
+            .await;
+        assert_eq!(reply.status, 429, "{}", reply.text);
+        assert_eq!(assert_envelope(&reply), "api_key_locked");
+        assert_eq!(reply.body["error"]["type"], "rate_limit_error");
+        let retry_after: u64 = reply.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+        assert!(
+            !reply.text.contains(&key[key.len() - 43..]),
+            "no secret echoed"
+        );
+    }
+    // The holder keeps working, and other key ids are not affected.
+    assert_eq!(app.get("/api/v1/api-keys", &key).await.status, 200);
+    assert_eq!(app.get("/api/v1/api-keys", &other).await.status, 200);
+    let reply = app
+        .get("/api/v1/api-keys", &with_wrong_secret(&other, 'x'))
+        .await;
+    assert_eq!(reply.status, 401);
+}
