@@ -51,8 +51,8 @@ impl FailedAttempts {
         }
     }
 
-    /// Counts a wrong secret for an existing key id.
-    pub fn record(&self, key_id: ApiKeyId, now: Instant) {
+    /// Counts a wrong secret for an existing key id; true when this one locks it.
+    pub fn record(&self, key_id: ApiKeyId, now: Instant) -> bool {
         let mut windows = self.windows.lock();
         if windows.len() >= MAX_TRACKED && !windows.contains_key(&key_id) {
             windows.retain(|_, w| w.ends() > now);
@@ -73,6 +73,7 @@ impl FailedAttempts {
             };
         }
         window.failures = window.failures.saturating_add(1);
+        window.failures == MAX_FAILURES
     }
 
     /// The right secret was presented: start counting afresh.
@@ -93,7 +94,8 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..MAX_FAILURES {
             assert!(attempts.check(key, t0).is_ok(), "locked after {i} failures");
-            attempts.record(key, t0 + Duration::from_secs(u64::from(i)));
+            let locks = attempts.record(key, t0 + Duration::from_secs(u64::from(i)));
+            assert_eq!(locks, i + 1 == MAX_FAILURES);
         }
         let at = t0 + Duration::from_secs(20);
         assert_eq!(attempts.check(key, at), Err(Duration::from_secs(40)));

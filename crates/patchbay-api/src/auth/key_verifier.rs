@@ -212,7 +212,12 @@ impl KeyVerifier {
                     .map_err(|e| AuthFailure::Internal(e.to_string()))?;
             drop(permit);
             if !matches {
-                self.failures.record(key_id, Instant::now());
+                if self.failures.record(key_id, Instant::now()) {
+                    tracing::warn!(
+                        %key_id,
+                        "API key id locked for a minute after repeated wrong secrets"
+                    );
+                }
                 return Err(AuthFailure::Invalid);
             }
             self.failures.clear(key_id);
