@@ -51,7 +51,7 @@ impl ApiKeyStore for SqliteStore {
         )))
         .bind(tenant.uuid())
         .bind(id.uuid())
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.read.get().await?)
         .await
         .map_err(map)?;
         row.map(TryInto::try_into).transpose()
@@ -69,7 +69,7 @@ impl ApiKeyStore for SqliteStore {
         push_page(&mut qb, "id", page);
         let rows: Vec<ApiKeyRow> = qb
             .build_query_as()
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.read.get().await?)
             .await
             .map_err(map)?;
         Ok(Page::from_rows(convert(rows)?, page))
@@ -106,7 +106,7 @@ impl ApiKeyStore for SqliteStore {
             "{API_KEY_CREDENTIAL_SELECT} WHERE k.id = ?"
         )))
         .bind(id.uuid())
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.read.get().await?)
         .await
         .map_err(map)?;
         row.map(TryInto::try_into).transpose()

@@ -39,7 +39,7 @@ impl AuditStore for SqliteStore {
         push_page(&mut qb, "id", page);
         let rows: Vec<AuditRow> = qb
             .build_query_as()
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.read.get().await?)
             .await
             .map_err(map)?;
         Ok(Page::from_rows(convert(rows)?, page))

@@ -73,7 +73,7 @@ impl ConnectionStore for SqliteStore {
         )))
         .bind(tenant.uuid())
         .bind(id.uuid())
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.read.get().await?)
         .await
         .map_err(map)?;
         row.map(TryInto::try_into).transpose()
@@ -89,7 +89,7 @@ impl ConnectionStore for SqliteStore {
         )))
         .bind(tenant.uuid())
         .bind(external_id)
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.read.get().await?)
         .await
         .map_err(map)?;
         row.map(TryInto::try_into).transpose()
@@ -105,7 +105,7 @@ impl ConnectionStore for SqliteStore {
         )))
         .bind(tenant.uuid())
         .bind(id.uuid())
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.read.get().await?)
         .await
         .map_err(map)?;
         row.map(TryInto::try_into).transpose()
@@ -134,7 +134,7 @@ impl ConnectionStore for SqliteStore {
         push_page(&mut qb, "id", page);
         let rows: Vec<ConnectionRow> = qb
             .build_query_as()
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.read.get().await?)
             .await
             .map_err(map)?;
         Ok(Page::from_rows(convert(rows)?, page))

@@ -15,7 +15,7 @@ impl KeyringStore for SqliteStore {
     async fn master_key_checks(&self) -> StoreResult<Vec<MasterKeyCheck>> {
         let rows: Vec<MasterKeyCheckRow> =
             sqlx::query_as("SELECT key_id, check_value, created_at FROM master_key_checks")
-                .fetch_all(&self.read)
+                .fetch_all(&mut *self.read.get().await?)
                 .await
                 .map_err(map)?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -39,7 +39,7 @@ impl KeyringStore for SqliteStore {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT master_key_id, COUNT(*) FROM data_keys GROUP BY master_key_id ORDER BY master_key_id",
         )
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.read.get().await?)
         .await
         .map_err(map)?;
         Ok(rows.into_iter().map(|(k, n)| (k, n as u64)).collect())
@@ -50,7 +50,7 @@ impl KeyringStore for SqliteStore {
             "SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE master_key_id = ? LIMIT 1"
         )))
         .bind(master_key_id)
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.read.get().await?)
         .await
         .map_err(map)?;
         row.map(TryInto::try_into).transpose()
@@ -70,7 +70,7 @@ impl KeyringStore for SqliteStore {
         .bind(after.map(|a| a.uuid()))
         .bind(after.map(|a| a.uuid()))
         .bind(i64::from(limit))
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.read.get().await?)
         .await
         .map_err(map)?;
         convert(rows)

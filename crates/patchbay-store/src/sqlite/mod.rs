@@ -1,5 +1,5 @@
 //! The SQLite backend: one writer connection (SQLite allows one writer at a
-//! time; queueing in-process beats `SQLITE_BUSY`) and a pool of readers, WAL
+//! time; queueing in-process beats `SQLITE_BUSY`) and held reader connections, WAL
 //! journal, foreign keys on, and `secure_delete` so deleted secrets are zeroed
 //! on disk rather than left in free pages.
 
@@ -7,6 +7,7 @@ mod api_keys;
 mod audit;
 mod connections;
 mod keyring;
+mod readers;
 mod tenants;
 
 use std::str::FromStr;
@@ -23,6 +24,7 @@ use sqlx::sqlite::{
 };
 use sqlx::types::Json;
 
+use self::readers::Readers;
 use crate::PoolSettings;
 use crate::error::map;
 use crate::types::DbTime;
@@ -32,7 +34,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 /// Patchbay's store on an SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    read: SqlitePool,
+    read: Readers,
     write: SqlitePool,
 }
 
@@ -59,15 +61,9 @@ impl SqliteStore {
             .map_err(map)?;
         // An in-memory database exists once per connection: share the writer.
         let read = if in_memory {
-            write.clone()
+            Readers::Shared(write.clone())
         } else {
-            SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(readers(settings.max_connections))
-                .acquire_timeout(settings.acquire_timeout)
-                .connect_with(options)
-                .await
-                .map_err(map)?
+            Readers::open(&options, readers(settings.max_connections)).await?
         };
         Ok(Self { read, write })
     }
@@ -115,7 +111,7 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.read)
+            .execute(&mut *self.read.get().await?)
             .await
             .map_err(map)?;
         Ok(())

@@ -58,7 +58,7 @@ impl TenantStore for SqliteStore {
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?"
         )))
         .bind(id.uuid())
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.read.get().await?)
         .await
         .map_err(map)?;
         row.map(TryInto::try_into).transpose()
@@ -71,7 +71,7 @@ impl TenantStore for SqliteStore {
         push_page(&mut qb, "id", page);
         let rows: Vec<TenantRow> = qb
             .build_query_as()
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.read.get().await?)
             .await
             .map_err(map)?;
         Ok(Page::from_rows(convert(rows)?, page))
@@ -147,7 +147,7 @@ impl TenantStore for SqliteStore {
             "SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE tenant_id = ? ORDER BY id DESC LIMIT 1"
         )))
         .bind(tenant.uuid())
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.read.get().await?)
         .await
         .map_err(map)?;
         row.map(TryInto::try_into).transpose()
