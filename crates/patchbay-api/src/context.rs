@@ -48,7 +48,7 @@ pub async fn request_context(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let path = request.uri().path().to_owned();
+    let uri = request.uri().clone(); // shares its buffer: no copy unless an error page needs it
     // One field: every log line inside the request carries the id; the line
     // that closes the request names method, route and status. (Each span field
     // is formatted when the span opens; fewer fields keep the hot path cheap.)
@@ -60,7 +60,7 @@ pub async fn request_context(
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
         response = render(&err, &id);
     } else if needs_envelope(&response) {
-        response = render(&generic(response.status(), &method, &path), &id);
+        response = render(&generic(response.status(), &method, uri.path()), &id);
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);

@@ -237,52 +237,47 @@ async fn main() {
             if round == 1 {
                 backend.analyze().await;
             }
-            let warm: Vec<String> = (0..200)
-                .map(|_| format!("{base}/api/v1/connections?limit=10"))
-                .collect();
-            timed_gets(&http, warm, &token).await;
-            let first: Vec<String> = (0..1000)
-                .map(|_| format!("{base}/api/v1/connections?limit=10"))
-                .collect();
-            let (p50, p99) = timed_gets(&http, first, &token).await;
-            println!(
-                "[{}, {label}] first page (limit=10) of {rows}: p50 {p50:.2} ms, p99 {p99:.2} ms",
-                backend.name
-            );
-            let cursors: Vec<String> = (0..1000)
-                .map(|i| {
-                    format!(
-                        "{base}/api/v1/connections?limit=100&starting_after={}",
-                        ids[(i * 7919) % ids.len()]
-                    )
-                })
-                .collect();
-            let (p50, p99) = timed_gets(&http, cursors, &token).await;
-            println!(
-                "[{}, {label}] page after a random cursor (limit=100): p50 {p50:.2} ms, p99 {p99:.2} ms",
-                backend.name
-            );
-            let cursors: Vec<String> = (0..1000)
-                .map(|i| {
-                    format!(
-                        "{base}/api/v1/connections?limit=10&starting_after={}",
-                        ids[(i * 7919) % ids.len()]
-                    )
-                })
-                .collect();
-            let (p50, p99) = timed_gets(&http, cursors, &token).await;
-            println!(
-                "[{}, {label}] page after a random cursor (limit=10): p50 {p50:.2} ms, p99 {p99:.2} ms",
-                backend.name
-            );
-            let filtered: Vec<String> = (0..500)
-                .map(|_| format!("{base}/api/v1/connections?limit=10&status=invalid"))
-                .collect();
-            let (p50, p99) = timed_gets(&http, filtered, &token).await;
-            println!(
-                "[{}, {label}] filtered page (status=invalid, limit=10): p50 {p50:.2} ms, p99 {p99:.2} ms",
-                backend.name
-            );
+            let page = |query: &str, n: usize| -> Vec<String> {
+                (0..n)
+                    .map(|_| format!("{base}/api/v1/connections?{query}"))
+                    .collect()
+            };
+            let after_random_cursor = |limit: usize| -> Vec<String> {
+                (0..1000)
+                    .map(|i| {
+                        format!(
+                            "{base}/api/v1/connections?limit={limit}&starting_after={}",
+                            ids[(i * 7919) % ids.len()]
+                        )
+                    })
+                    .collect()
+            };
+            timed_gets(&http, page("limit=10", 200), &token).await; // warm-up
+            let runs = [
+                (
+                    format!("first page (limit=10) of {rows}"),
+                    page("limit=10", 1000),
+                ),
+                (
+                    "page after a random cursor (limit=100)".to_owned(),
+                    after_random_cursor(100),
+                ),
+                (
+                    "page after a random cursor (limit=10)".to_owned(),
+                    after_random_cursor(10),
+                ),
+                (
+                    "filtered page (status=invalid, limit=10)".to_owned(),
+                    page("limit=10&status=invalid", 500),
+                ),
+            ];
+            for (what, urls) in runs {
+                let (p50, p99) = timed_gets(&http, urls, &token).await;
+                println!(
+                    "[{}, {label}] {what}: p50 {p50:.2} ms, p99 {p99:.2} ms",
+                    backend.name
+                );
+            }
         }
         backend.finish().await;
     }
