@@ -114,6 +114,18 @@ pub trait ApiKeyStore: Send + Sync {
     async fn find_api_key_credential(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeyCredential>>;
     /// Records last use times (batched by the caller; never moves a time backwards).
     async fn touch_api_keys(&self, uses: &[(TenantId, ApiKeyId, Timestamp)]) -> StoreResult<()>;
+    /// Replaces a key's stored hash with `new_hash` if it is still `expected_hash`
+    /// (upgrading an old hash format after a successful verification). False if
+    /// the key is gone or its hash changed meanwhile.
+    async fn replace_api_key_hash(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        expected_hash: &str,
+        new_hash: &str,
+    ) -> StoreResult<bool>;
+    /// How many of the tenant's keys are not revoked (for per-tenant limits).
+    async fn count_api_keys(&self, tenant: TenantId) -> StoreResult<u64>;
 }
 
 /// A connection as created: the record, its sealed key and the data key that sealed it.
@@ -217,6 +229,8 @@ pub trait ConnectionStore: Send + Sync {
         rotation: &SecretRotation,
         audit: &AuditEvent,
     ) -> StoreResult<Option<Connection>>;
+    /// How many connections the tenant has (for per-tenant limits).
+    async fn count_connections(&self, tenant: TenantId) -> StoreResult<u64>;
     /// Deletes a connection and its sealed keys. False if absent.
     async fn delete_connection(
         &self,

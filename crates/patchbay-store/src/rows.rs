@@ -250,7 +250,7 @@ impl TryFrom<ConnectionSecretsRow> for ConnectionSecrets {
 }
 
 pub(crate) const AUDIT_COLUMNS: &str =
-    "id, tenant_id, actor, action, target_id, details, request_id, created_at";
+    "id, tenant_id, actor, action, target_id, details, request_id, client_request_id, created_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct AuditRow {
@@ -261,6 +261,7 @@ pub(crate) struct AuditRow {
     target_id: Option<String>,
     details: Json<serde_json::Value>,
     request_id: Option<String>,
+    client_request_id: Option<String>,
     created_at: DbTime,
 }
 
@@ -275,6 +276,7 @@ impl TryFrom<AuditRow> for AuditEvent {
             target_id: r.target_id,
             details: r.details.0,
             request_id: r.request_id,
+            client_request_id: r.client_request_id,
             created_at: r.created_at.0,
         })
     }

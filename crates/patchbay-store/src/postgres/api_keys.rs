@@ -132,4 +132,36 @@ impl ApiKeyStore for PostgresStore {
         }
         tx.commit().await.map_err(map)
     }
+
+    async fn replace_api_key_hash(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        expected_hash: &str,
+        new_hash: &str,
+    ) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE api_keys SET hash = $1 WHERE tenant_id = $2 AND id = $3 AND hash = $4",
+        )
+        .bind(new_hash)
+        .bind(tenant.uuid())
+        .bind(id.uuid())
+        .bind(expected_hash)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn count_api_keys(&self, tenant: TenantId) -> StoreResult<u64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(tenant.uuid())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(n as u64)
+    }
 }

@@ -54,8 +54,8 @@ impl PostgresStore {
 /// Appends an audit event inside the caller's transaction.
 async fn insert_audit(conn: &mut PgConnection, event: &AuditEvent) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO audit_events (id, tenant_id, actor, action, target_id, details, request_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit_events (id, tenant_id, actor, action, target_id, details, request_id, client_request_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(event.id.uuid())
     .bind(event.tenant_id.map(|t| t.uuid()))
@@ -64,6 +64,7 @@ async fn insert_audit(conn: &mut PgConnection, event: &AuditEvent) -> StoreResul
     .bind(&event.target_id)
     .bind(Json(&event.details))
     .bind(&event.request_id)
+    .bind(&event.client_request_id)
     .bind(DbTime(event.created_at))
     .execute(conn)
     .await

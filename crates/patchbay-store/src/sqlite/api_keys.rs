@@ -132,4 +132,36 @@ impl ApiKeyStore for SqliteStore {
         }
         tx.commit().await.map_err(map)
     }
+
+    async fn replace_api_key_hash(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        expected_hash: &str,
+        new_hash: &str,
+    ) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE api_keys SET hash = ? WHERE tenant_id = ? AND id = ? AND hash = ?",
+        )
+        .bind(new_hash)
+        .bind(tenant.uuid())
+        .bind(id.uuid())
+        .bind(expected_hash)
+        .execute(&self.write)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn count_api_keys(&self, tenant: TenantId) -> StoreResult<u64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL",
+        )
+        .bind(tenant.uuid())
+        .fetch_one(&mut *self.read.get().await?)
+        .await
+        .map_err(map)?;
+        Ok(n as u64)
+    }
 }

@@ -291,6 +291,16 @@ impl ConnectionStore for SqliteStore {
         Ok(Some(row.try_into()?))
     }
 
+    async fn count_connections(&self, tenant: TenantId) -> StoreResult<u64> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM connections WHERE tenant_id = ?")
+                .bind(tenant.uuid())
+                .fetch_one(&mut *self.read.get().await?)
+                .await
+                .map_err(map)?;
+        Ok(n as u64)
+    }
+
     async fn delete_connection(
         &self,
         tenant: TenantId,

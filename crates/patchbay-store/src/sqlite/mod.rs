@@ -86,8 +86,8 @@ fn readers(configured: u32) -> u32 {
 /// Appends an audit event inside the caller's transaction.
 async fn insert_audit(conn: &mut SqliteConnection, event: &AuditEvent) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO audit_events (id, tenant_id, actor, action, target_id, details, request_id, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_events (id, tenant_id, actor, action, target_id, details, request_id, client_request_id, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(event.id.uuid())
     .bind(event.tenant_id.map(|t| t.uuid()))
@@ -96,6 +96,7 @@ async fn insert_audit(conn: &mut SqliteConnection, event: &AuditEvent) -> StoreR
     .bind(&event.target_id)
     .bind(Json(&event.details))
     .bind(&event.request_id)
+    .bind(&event.client_request_id)
     .bind(DbTime(event.created_at))
     .execute(conn)
     .await
