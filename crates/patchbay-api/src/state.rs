@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::KeyVerifier;
 use crate::metrics::HttpMetrics;
+use crate::services::jobs::{JobSettings, JobWakeup};
 
 /// API settings.
 #[derive(Debug, Clone)]
@@ -27,8 +28,8 @@ pub struct ApiConfig {
     pub key_cache_ttl: Duration,
     /// How often each connection is re-validated in the background.
     pub revalidate_every: Duration,
-    /// Connections validated at once by one replica.
-    pub revalidate_concurrency: usize,
+    /// The job worker.
+    pub jobs: JobSettings,
     /// API-key hashing parameters.
     pub hasher: ApiKeyHasher,
 }
@@ -40,7 +41,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(120),
             key_cache_ttl: Duration::from_secs(10),
             revalidate_every: Duration::from_secs(24 * 3600),
-            revalidate_concurrency: 4,
+            jobs: JobSettings::default(),
             hasher: ApiKeyHasher::default(),
         }
     }
@@ -68,6 +69,8 @@ pub struct Inner {
     pub metrics: Option<PrometheusHandle>,
     /// HTTP metric handles.
     pub http_metrics: HttpMetrics,
+    /// Wakes the job worker when work is enqueued for now.
+    pub job_wakeup: JobWakeup,
 }
 
 impl std::fmt::Debug for Inner {
@@ -109,6 +112,7 @@ impl AppState {
             config,
             metrics,
             http_metrics: HttpMetrics::default(),
+            job_wakeup: JobWakeup::default(),
         }))
     }
 

@@ -198,8 +198,6 @@ pub struct ValidationRecord {
     pub validated_at: Timestamp,
     /// The failure, if any.
     pub last_error: Option<LastError>,
-    /// When the background validator should look again.
-    pub next_validation_at: Timestamp,
 }
 
 /// Filters for listing connections.

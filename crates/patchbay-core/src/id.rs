@@ -46,6 +46,7 @@ id_kind!(ApiKeyKind, ApiKeyId, "key_", "API key");
 id_kind!(ConnectionKind, ConnectionId, "conn_", "connection");
 id_kind!(DataKeyKind, DataKeyId, "dek_", "data key");
 id_kind!(AuditEventKind, AuditEventId, "aud_", "audit event");
+id_kind!(JobKind, JobId, "job_", "job");
 
 /// Length of the encoded part of an id (128 bits in base32).
 pub const ENCODED_LEN: usize = 26;

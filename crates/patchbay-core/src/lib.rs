@@ -7,6 +7,7 @@ pub mod audit;
 pub mod connection;
 pub mod error;
 pub mod id;
+pub mod job;
 pub mod metadata;
 pub mod page;
 pub mod sealed;
@@ -15,7 +16,7 @@ pub mod tenant;
 pub mod time;
 
 pub use error::{StoreError, ValidationError};
-pub use id::{ApiKeyId, AuditEventId, ConnectionId, DataKeyId, Id, TenantId};
+pub use id::{ApiKeyId, AuditEventId, ConnectionId, DataKeyId, Id, JobId, TenantId};
 pub use metadata::Metadata;
 pub use page::{Page, PageRequest};
 pub use store::Store;

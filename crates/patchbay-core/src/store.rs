@@ -10,15 +10,18 @@
 use async_trait::async_trait;
 
 use crate::api_key::{ApiKey, ApiKeyCredential};
+use uuid::Uuid;
+
 use crate::audit::AuditEvent;
 use crate::connection::{
     AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ValidationRecord,
 };
+use crate::job::{ClaimRequest, ClaimedJob, Job, JobOutcome, NewJob};
 use crate::sealed::{DataKeyRecord, MasterKeyCheck, Rewrap, SealedSecret};
 use crate::tenant::Tenant;
 use crate::{
-    ApiKeyId, AuditEventId, ConnectionId, DataKeyId, Page, PageRequest, StoreError, TenantId,
-    Timestamp,
+    ApiKeyId, AuditEventId, ConnectionId, DataKeyId, JobId, Page, PageRequest, StoreError,
+    TenantId, Timestamp,
 };
 
 /// Result of storage calls.
@@ -137,8 +140,8 @@ pub struct NewConnection {
     pub data_key_id: DataKeyId,
     /// The sealed Stripe key.
     pub secret: SealedSecret,
-    /// When the background validator should first look.
-    pub next_validation_at: Timestamp,
+    /// Jobs the creation causes (its re-validation), enqueued in the same transaction.
+    pub jobs: Vec<NewJob>,
 }
 
 /// A connection with everything needed to open its key.
@@ -238,16 +241,34 @@ pub trait ConnectionStore: Send + Sync {
         id: ConnectionId,
         audit: &AuditEvent,
     ) -> StoreResult<bool>;
-    /// Leases up to `limit` connections due for re-validation until `lease_until`,
-    /// across all tenants, skipping rows another replica holds.
-    async fn system_claim_due_validations(
-        &self,
-        now: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<(TenantId, ConnectionId)>>;
     /// Destroys previous keys whose grace period ended; returns how many.
     async fn system_purge_expired_previous_keys(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
+/// Durable background work (see [`crate::job`]). Jobs belong to the system,
+/// not to a tenant's API: these methods cross tenants and say so.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Enqueues a job on its own. False when a job of the same kind and
+    /// subject is already queued or running (nothing is written then).
+    async fn enqueue_job(&self, job: &NewJob) -> StoreResult<bool>;
+    /// Leases up to `claim.limit` jobs, across all tenants, that are queued and
+    /// due, or running under an expired lease with attempts left (their worker
+    /// died); each claim counts an attempt. Jobs whose lease expired on their
+    /// last attempt become dead. Replicas claiming at once get disjoint jobs.
+    async fn system_claim_jobs(&self, claim: &ClaimRequest) -> StoreResult<Vec<ClaimedJob>>;
+    /// Ends the current attempt with `outcome`, only if `lease_token` is the
+    /// job's current lease (a worker whose lease expired and was taken over
+    /// changes nothing). True if applied.
+    async fn finish_job(
+        &self,
+        id: JobId,
+        lease_token: Uuid,
+        outcome: &JobOutcome,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// The jobs of `kind` about `subject`, oldest first (operators and tests).
+    async fn system_jobs_for_subject(&self, kind: &str, subject: Uuid) -> StoreResult<Vec<Job>>;
 }
 
 /// Filters for the audit log.
@@ -285,7 +306,7 @@ pub enum Backend {
 /// Everything Patchbay stores.
 #[async_trait]
 pub trait Store:
-    KeyringStore + TenantStore + ApiKeyStore + ConnectionStore + AuditStore + std::fmt::Debug
+    KeyringStore + TenantStore + ApiKeyStore + ConnectionStore + AuditStore + JobStore + std::fmt::Debug
 {
     /// The database in use.
     fn backend(&self) -> Backend;

@@ -1,16 +1,45 @@
 //! Storage for Patchbay: the `Store` port of `patchbay-core`, implemented for
 //! embedded SQLite (the default) and PostgreSQL (for several replicas).
 //!
-//! Each backend has its own module and migrations (`migrations/sqlite`,
-//! `migrations/postgres`, embedded at build time) and shares the row mapping in
-//! [`rows`]. Queries are built at run time, so building needs no database.
+//! **Each statement and each method body is written once.** The shared modules
+//! (`tenants`, `api_keys`, `connections`, `keyring`, `audit`, `jobs`) hold the
+//! trait implementations inside [`engine::for_each_engine!`], which expands
+//! them once per engine with `Db` and `Engine` bound to that engine's sqlx
+//! database and store type. sqlx-sqlite binds `$1`-style placeholders by
+//! number, so one SQL text serves both; rows map through [`rows`], timestamps
+//! through [`types`], keyset pages through [`page`], errors through [`error`].
+//!
+//! Why a macro and not code generic over a dialect trait: a generic body needs
+//! `Encode + Type` bounds for every bound value type and `Executor` bounds with
+//! higher-ranked lifetimes for every connection kind; those bounds outgrow the
+//! SQL they wrap and make each error message about the bounds, not the query
+//! (the shared `page.rs` is generic because it binds one type). Expanding a
+//! plain body per engine, as vaultwarden's `db_run!` does, keeps every method
+//! ordinary sqlx code that is type-checked against both databases.
+//!
+//! What truly differs lives in the engine modules, each marked `Dialect:`:
+//! `sqlite` (the single writer, held readers, `BEGIN IMMEDIATE`, the job
+//! claim, the keyring re-wrap) and `postgres` (the pool, `FOR UPDATE SKIP
+//! LOCKED` in the job claim, the re-wrap as one array statement). Migrations
+//! are per dialect (`migrations/sqlite`, `migrations/postgres`, embedded at
+//! build time; a test proves they define the same tables, columns and
+//! indexes). Queries are built at run time, so building needs no database.
 
+mod engine;
 mod error;
 mod page;
 mod postgres;
 mod rows;
 mod sqlite;
 mod types;
+
+mod api_keys;
+mod audit;
+mod connections;
+mod health;
+mod jobs;
+mod keyring;
+mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,6 +6,7 @@ use patchbay_core::audit::{Actor, AuditEvent};
 use patchbay_core::connection::{
     AccountDetails, AuthMethod, Connection, ConnectionStatus, LastError, Provider,
 };
+use patchbay_core::job::{Job, JobStatus};
 use patchbay_core::sealed::{DataKeyRecord, MasterKeyCheck, SealedSecret};
 use patchbay_core::store::ConnectionSecrets;
 use patchbay_core::tenant::{Tenant, TenantStatus};
@@ -288,4 +289,49 @@ where
     T: TryFrom<R, Error = StoreError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+pub(crate) const JOB_COLUMNS: &str = "id, kind, tenant_id, subject_id, payload, run_at, attempts, \
+     max_attempts, status, lease_owner, lease_expires_at, last_error, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow {
+    id: Uuid,
+    kind: String,
+    tenant_id: Option<Uuid>,
+    subject_id: Uuid,
+    payload: Json<serde_json::Value>,
+    run_at: DbTime,
+    attempts: i32,
+    max_attempts: i32,
+    status: String,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DbTime>,
+    last_error: Option<String>,
+    created_at: DbTime,
+    updated_at: DbTime,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+    fn try_from(r: JobRow) -> Result<Self, StoreError> {
+        Ok(Job {
+            id: Id::from_uuid(r.id),
+            kind: r.kind,
+            subject: r.subject_id,
+            tenant_id: r.tenant_id.map(Id::from_uuid),
+            payload: r.payload.0,
+            run_at: r.run_at.0,
+            attempts: u32::try_from(r.attempts)
+                .map_err(|_| corrupt("job attempts", &r.attempts.to_string()))?,
+            max_attempts: u32::try_from(r.max_attempts)
+                .map_err(|_| corrupt("job max attempts", &r.max_attempts.to_string()))?,
+            status: JobStatus::parse(&r.status).ok_or_else(|| corrupt("job status", &r.status))?,
+            lease_owner: r.lease_owner,
+            lease_expires_at: r.lease_expires_at.map(|t| t.0),
+            last_error: r.last_error,
+            created_at: r.created_at.0,
+            updated_at: r.updated_at.0,
+        })
+    }
 }

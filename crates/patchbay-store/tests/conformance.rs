@@ -10,12 +10,14 @@ use patchbay_core::connection::{
     AccountDetails, AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ConnectionStatus,
     LastError, Provider, ValidationRecord,
 };
+use patchbay_core::job::{ClaimRequest, JobOutcome, JobStatus, NewJob, kinds};
 use patchbay_core::sealed::{DataKeyRecord, MasterKeyCheck, Rewrap, SealedSecret};
 use patchbay_core::store::{AuditFilter, NewConnection, SecretRotation, Updated};
 use patchbay_core::tenant::{Tenant, TenantStatus};
 use patchbay_core::time::{add_seconds, now};
 use patchbay_core::{
     ApiKeyId, ConnectionId, DataKeyId, Metadata, PageRequest, Store, StoreError, TenantId,
+    Timestamp,
 };
 use patchbay_store::PoolSettings;
 
@@ -58,6 +60,11 @@ mod support {
         }
     }
 
+    /// The PostgreSQL URL for tests that manage their own schema.
+    pub fn postgres_url_for_schema_test() -> Option<String> {
+        postgres_url()
+    }
+
     /// Every backend available here, each fresh.
     pub async fn backends() -> Vec<Backend> {
         let dir = tempfile::tempdir().unwrap();
@@ -93,6 +100,10 @@ mod support {
             });
         }
         out
+    }
+
+    pub fn revalidation(tenant: TenantId, connection: ConnectionId, run_at: Timestamp) -> NewJob {
+        NewJob::new(kinds::CONNECTION_REVALIDATE, connection.uuid(), run_at).for_tenant(tenant)
     }
 
     pub fn audit(tenant: Option<TenantId>, action: &str, target: &str) -> AuditEvent {
@@ -180,7 +191,7 @@ mod support {
             connection: c.clone(),
             data_key_id: dk.id,
             secret: SealedSecret(vec![1, 2, 3]),
-            next_validation_at: add_seconds(now(), 3600),
+            jobs: vec![revalidation(tenant, c.id, add_seconds(now(), 3600))],
         };
         store
             .create_connection(
@@ -721,7 +732,6 @@ async fn connection_details_validation_and_rotation() {
                 message: "rejected".into(),
                 stripe_request_id: Some("req_1".into()),
             }),
-            next_validation_at: add_seconds(at, 60),
         };
         let v = s
             .record_validation(a.id, c.id, &record, None)
@@ -822,105 +832,6 @@ async fn connection_details_validation_and_rotation() {
             .unwrap()
             .unwrap();
         assert!(r.previous_key_hint.is_none());
-    });
-}
-
-#[tokio::test]
-async fn due_validations_are_leased_once() {
-    each_backend!(|b| {
-        let s = b.store.as_ref();
-        let (a, dk) = tenant(s, "a").await;
-        let c = add_connection(s, a.id, &dk, None).await.unwrap();
-        let t = now();
-        // next_validation_at is an hour away: nothing is due now.
-        assert!(
-            s.system_claim_due_validations(t, add_seconds(t, 60), 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let later = add_seconds(t, 7200);
-        let claimed = s
-            .system_claim_due_validations(later, add_seconds(later, 300), 10)
-            .await
-            .unwrap();
-        assert_eq!(claimed, vec![(a.id, c.id)]);
-        // Leased: another replica finds nothing until the lease ends.
-        assert!(
-            s.system_claim_due_validations(later, add_seconds(later, 300), 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let after_lease = add_seconds(later, 301);
-        assert_eq!(
-            s.system_claim_due_validations(after_lease, add_seconds(after_lease, 300), 10)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-        // Recording the outcome releases the lease and schedules the next look.
-        let record = ValidationRecord {
-            status: ConnectionStatus::Active,
-            account: None,
-            missing_permissions: vec![],
-            validated_at: after_lease,
-            last_error: None,
-            next_validation_at: add_seconds(after_lease, 86_400),
-        };
-        s.record_validation(a.id, c.id, &record, None)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(
-            s.system_claim_due_validations(
-                add_seconds(after_lease, 400),
-                add_seconds(after_lease, 700),
-                10
-            )
-            .await
-            .unwrap()
-            .is_empty()
-        );
-    });
-}
-
-#[tokio::test]
-async fn concurrent_claims_never_hand_out_a_connection_twice() {
-    each_backend!(|b| {
-        let s = b.store.clone();
-        let (a, dk) = tenant(s.as_ref(), "a").await;
-        for _ in 0..40 {
-            add_connection(s.as_ref(), a.id, &dk, None).await.unwrap();
-        }
-        let at = add_seconds(now(), 7200);
-        let mut tasks = Vec::new();
-        for _ in 0..4 {
-            let s = s.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut mine = Vec::new();
-                loop {
-                    let got = s
-                        .system_claim_due_validations(at, add_seconds(at, 300), 3)
-                        .await
-                        .unwrap();
-                    if got.is_empty() {
-                        break mine;
-                    }
-                    mine.extend(got);
-                }
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.unwrap());
-        }
-        let n = all.len();
-        all.sort();
-        all.dedup();
-        assert_eq!(n, 40);
-        assert_eq!(all.len(), 40);
     });
 }
 
@@ -1066,4 +977,473 @@ async fn ping_and_migrations_are_idempotent() {
         b.store.migrate().await.unwrap();
         b.store.migrate().await.unwrap();
     });
+}
+
+fn claim_at(owner: &str, at: Timestamp, lease_secs: i64, limit: u32) -> ClaimRequest {
+    ClaimRequest {
+        owner: owner.into(),
+        now: at,
+        lease_until: add_seconds(at, lease_secs),
+        limit,
+    }
+}
+
+#[tokio::test]
+async fn jobs_are_claimed_under_a_lease_and_finished_only_by_its_holder() {
+    each_backend!(|b| {
+        let s = b.store.as_ref();
+        let (a, _) = tenant(s, "a").await;
+        let subject = uuid::Uuid::now_v7();
+        let t = now();
+        let job = NewJob::new("test.work", subject, add_seconds(t, 60))
+            .for_tenant(a.id)
+            .with_payload(serde_json::json!({"n": 1}));
+        assert!(s.enqueue_job(&job).await.unwrap());
+        // One pending job per kind and subject: a second enqueue is a no-op.
+        let again = NewJob::new("test.work", subject, t);
+        assert!(!s.enqueue_job(&again).await.unwrap());
+        // Another kind about the same subject is its own job.
+        assert!(
+            s.enqueue_job(&NewJob::new("test.other", subject, add_seconds(t, 3600)))
+                .await
+                .unwrap()
+        );
+
+        // Not due yet.
+        assert!(
+            s.system_claim_jobs(&claim_at("w1", t, 30, 10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let due = add_seconds(t, 61);
+        let first = s
+            .system_claim_jobs(&claim_at("w1", due, 30, 10))
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        let first = &first[0];
+        assert_eq!(first.job.id, job.id);
+        assert_eq!(first.job.kind, "test.work");
+        assert_eq!(first.job.tenant_id, Some(a.id));
+        assert_eq!(first.job.payload, serde_json::json!({"n": 1}));
+        assert_eq!(first.job.status, JobStatus::Running);
+        assert_eq!(first.job.attempts, 1);
+        assert_eq!(first.job.lease_owner.as_deref(), Some("w1"));
+        // Leased: another worker finds nothing until the lease expires.
+        assert!(
+            s.system_claim_jobs(&claim_at("w2", due, 30, 10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // The lease expires (w1 died): w2 takes the job over with a new token.
+        let expired = add_seconds(due, 31);
+        let second = s
+            .system_claim_jobs(&claim_at("w2", expired, 30, 10))
+            .await
+            .unwrap();
+        assert_eq!(second.len(), 1);
+        let second = &second[0];
+        assert_eq!(second.job.id, job.id);
+        assert_eq!(second.job.attempts, 2);
+        assert_ne!(second.lease_token, first.lease_token);
+
+        // w1 comes back late: its old token changes nothing.
+        assert!(
+            !s.finish_job(job.id, first.lease_token, &JobOutcome::Done, expired)
+                .await
+                .unwrap()
+        );
+        let stored = s
+            .system_jobs_for_subject("test.work", subject)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].status, JobStatus::Running);
+        assert_eq!(stored[0].lease_owner.as_deref(), Some("w2"));
+
+        // w2 fails: the job is queued again for later, with the error kept.
+        let retry_at = add_seconds(expired, 120);
+        let retry = JobOutcome::Retry {
+            run_at: retry_at,
+            error: "upstream down".into(),
+        };
+        assert!(
+            s.finish_job(job.id, second.lease_token, &retry, expired)
+                .await
+                .unwrap()
+        );
+        // Finishing twice with the same token does nothing more.
+        assert!(
+            !s.finish_job(job.id, second.lease_token, &JobOutcome::Done, expired)
+                .await
+                .unwrap()
+        );
+        let stored = &s
+            .system_jobs_for_subject("test.work", subject)
+            .await
+            .unwrap()[0];
+        assert_eq!(stored.status, JobStatus::Queued);
+        assert_eq!(stored.run_at, retry_at);
+        assert_eq!(stored.last_error.as_deref(), Some("upstream down"));
+        assert_eq!(stored.lease_owner, None);
+        assert!(
+            s.system_claim_jobs(&claim_at("w1", add_seconds(retry_at, -1), 30, 10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A recurring job is rescheduled with a fresh attempt count.
+        let third = s
+            .system_claim_jobs(&claim_at("w1", retry_at, 30, 10))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(third.job.attempts, 3);
+        let next = add_seconds(retry_at, 86_400);
+        assert!(
+            s.finish_job(
+                job.id,
+                third.lease_token,
+                &JobOutcome::Reschedule { run_at: next },
+                retry_at
+            )
+            .await
+            .unwrap()
+        );
+        let stored = &s
+            .system_jobs_for_subject("test.work", subject)
+            .await
+            .unwrap()[0];
+        assert_eq!(
+            (stored.status, stored.attempts, stored.run_at),
+            (JobStatus::Queued, 0, next)
+        );
+        assert_eq!(stored.last_error, None);
+
+        // Done removes the job; the subject may then get a new one.
+        // Claims take the oldest run_at first: the other kind's job, due earlier.
+        let other = s
+            .system_claim_jobs(&claim_at("w1", next, 30, 1))
+            .await
+            .unwrap();
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].job.kind, "test.other");
+        let fourth = s
+            .system_claim_jobs(&claim_at("w1", next, 30, 1))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(fourth.job.id, job.id);
+        assert!(
+            s.finish_job(job.id, fourth.lease_token, &JobOutcome::Done, next)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.system_jobs_for_subject("test.work", subject)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            s.enqueue_job(&NewJob::new("test.work", subject, next))
+                .await
+                .unwrap()
+        );
+    });
+}
+
+#[tokio::test]
+async fn jobs_die_after_their_last_attempt_and_stay_for_inspection() {
+    each_backend!(|b| {
+        let s = b.store.as_ref();
+        let t = now();
+        let subject = uuid::Uuid::now_v7();
+        let job = NewJob::new("test.flaky", subject, t).max_attempts(2);
+        assert!(s.enqueue_job(&job).await.unwrap());
+        let c1 = s
+            .system_claim_jobs(&claim_at("w", t, 30, 10))
+            .await
+            .unwrap()
+            .remove(0);
+        let retry = JobOutcome::Retry {
+            run_at: t,
+            error: "no".into(),
+        };
+        assert!(
+            s.finish_job(job.id, c1.lease_token, &retry, t)
+                .await
+                .unwrap()
+        );
+        let c2 = s
+            .system_claim_jobs(&claim_at("w", t, 30, 10))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(c2.job.attempts, 2);
+        assert!(
+            s.finish_job(job.id, c2.lease_token, &retry, t)
+                .await
+                .unwrap()
+        );
+        let stored = &s
+            .system_jobs_for_subject("test.flaky", subject)
+            .await
+            .unwrap()[0];
+        assert_eq!(stored.status, JobStatus::Dead);
+        assert_eq!(stored.last_error.as_deref(), Some("no"));
+        assert!(
+            s.system_claim_jobs(&claim_at("w", add_seconds(t, 9999), 30, 10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A dead job does not block a new one for the same subject.
+        assert!(
+            s.enqueue_job(&NewJob::new("test.flaky", subject, t))
+                .await
+                .unwrap()
+        );
+
+        // A job whose worker keeps dying on the last attempt is buried, not
+        // claimed forever.
+        let crashy = NewJob::new("test.crashy", subject, t).max_attempts(1);
+        assert!(s.enqueue_job(&crashy).await.unwrap());
+        let claimed = s
+            .system_claim_jobs(&claim_at("w", t, 30, 10))
+            .await
+            .unwrap();
+        assert!(claimed.iter().any(|c| c.job.id == crashy.id));
+        let after = add_seconds(t, 31);
+        let reclaimed = s
+            .system_claim_jobs(&claim_at("w", after, 30, 10))
+            .await
+            .unwrap();
+        assert!(reclaimed.iter().all(|c| c.job.id != crashy.id));
+        let stored = &s
+            .system_jobs_for_subject("test.crashy", subject)
+            .await
+            .unwrap()[0];
+        assert_eq!(stored.status, JobStatus::Dead);
+        assert!(
+            stored
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("lease expired")
+        );
+    });
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_hand_out_a_job_twice() {
+    each_backend!(|b| {
+        let s = b.store.clone();
+        let t = now();
+        for _ in 0..40 {
+            s.enqueue_job(&NewJob::new("test.parallel", uuid::Uuid::now_v7(), t))
+                .await
+                .unwrap();
+        }
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let got = s
+                        .system_claim_jobs(&claim_at(&format!("w{w}"), t, 300, 3))
+                        .await
+                        .unwrap();
+                    if got.is_empty() {
+                        break mine;
+                    }
+                    mine.extend(got.into_iter().map(|c| c.job.id));
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(n, 40);
+        assert_eq!(all.len(), 40);
+    });
+}
+
+#[tokio::test]
+async fn a_connection_and_its_revalidation_job_are_written_together() {
+    each_backend!(|b| {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        let c = add_connection(s, a.id, &dk, Some("ext-1")).await.unwrap();
+        let jobs = s
+            .system_jobs_for_subject(kinds::CONNECTION_REVALIDATE, c.id.uuid())
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].tenant_id, Some(a.id));
+        // A creation that fails (external id taken) leaves no job behind.
+        let clash = connection(a.id, Some("ext-1"));
+        let new = NewConnection {
+            connection: clash.clone(),
+            data_key_id: dk.id,
+            secret: SealedSecret(vec![1]),
+            jobs: vec![revalidation(a.id, clash.id, now())],
+        };
+        let err = s
+            .create_connection(&new, &audit(Some(a.id), "connection.created", "x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::Conflict {
+                field: "external_id"
+            }
+        ));
+        assert!(
+            s.system_jobs_for_subject(kinds::CONNECTION_REVALIDATE, clash.id.uuid())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Deleting the tenant takes its jobs with it.
+        s.delete_tenant(a.id, &audit(None, "tenant.deleted", "a"))
+            .await
+            .unwrap();
+        assert!(
+            s.system_jobs_for_subject(kinds::CONNECTION_REVALIDATE, c.id.uuid())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    });
+}
+
+/// The two migration folders define the same tables, columns and indexes
+/// (names, columns, uniqueness), read back from the migrated databases.
+#[tokio::test]
+async fn both_migration_folders_define_the_same_schema() {
+    use std::collections::BTreeSet;
+    type Schema = (
+        BTreeSet<(String, String)>,
+        BTreeSet<(String, String, String, bool)>,
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema.db");
+    let url = format!("sqlite://{}", path.display());
+    patchbay_store::open(&url, &PoolSettings::default(), true)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let lite = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let mut sqlite: Schema = Default::default();
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM sqlite_master WHERE type = 'table' \
+         AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&lite)
+    .await
+    .unwrap();
+    for (table,) in &tables {
+        let cols: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info($1)")
+            .bind(table)
+            .fetch_all(&lite)
+            .await
+            .unwrap();
+        for (col,) in cols {
+            sqlite.0.insert((table.clone(), col));
+        }
+        let indexes: Vec<(String, bool, String)> =
+            sqlx::query_as("SELECT name, \"unique\", origin FROM pragma_index_list($1)")
+                .bind(table)
+                .fetch_all(&lite)
+                .await
+                .unwrap();
+        for (index, unique, origin) in indexes {
+            if origin == "pk" {
+                continue;
+            }
+            let cols: Vec<(String,)> =
+                sqlx::query_as("SELECT name FROM pragma_index_info($1) ORDER BY seqno")
+                    .bind(&index)
+                    .fetch_all(&lite)
+                    .await
+                    .unwrap();
+            let cols = cols.into_iter().map(|c| c.0).collect::<Vec<_>>().join(",");
+            sqlite.1.insert((table.clone(), index, cols, unique));
+        }
+    }
+    lite.close().await;
+    assert!(
+        sqlite
+            .0
+            .contains(&("jobs".to_string(), "lease_token".to_string()))
+    );
+    assert!(
+        !sqlite
+            .0
+            .contains(&("connections".to_string(), "next_validation_at".to_string()))
+    );
+
+    let Some(base) = support::postgres_url_for_schema_test() else {
+        return;
+    };
+    let admin = sqlx::PgPool::connect(&base).await.unwrap();
+    let schema = format!("schema_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    patchbay_store::open(
+        &format!("{base}{sep}options=-csearch_path%3D{schema}"),
+        &PoolSettings::default(),
+        true,
+    )
+    .await
+    .unwrap()
+    .close()
+    .await;
+    let mut pg: Schema = Default::default();
+    let cols: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name <> '_sqlx_migrations'",
+    )
+    .bind(&schema)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    pg.0.extend(cols);
+    let indexes: Vec<(String, String, String, bool)> = sqlx::query_as(
+        "SELECT t.relname::text, i.relname::text, \
+           array_to_string(ARRAY(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY k(n, o) \
+             JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.n ORDER BY k.o), ','), \
+           x.indisunique \
+         FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = $1 AND NOT x.indisprimary AND t.relname <> '_sqlx_migrations'",
+    )
+    .bind(&schema)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    pg.1.extend(indexes);
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&admin)
+        .await;
+    assert_eq!(
+        sqlite.0, pg.0,
+        "tables and columns differ between the dialects"
+    );
+    assert_eq!(sqlite.1, pg.1, "indexes differ between the dialects");
 }

@@ -205,7 +205,7 @@ async fn main() {
                     connection,
                     data_key_id: record.id,
                     secret: sealed,
-                    next_validation_at: patchbay_core::time::add_seconds(at, 86_400),
+                    jobs: Vec::new(),
                 };
                 let audit = AuditEvent::new(
                     Some(tenant_id),

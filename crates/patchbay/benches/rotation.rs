@@ -91,7 +91,7 @@ async fn seed(
                 connection,
                 data_key_id: record.id,
                 secret: sealed,
-                next_validation_at: patchbay_core::time::add_seconds(at, 86_400),
+                jobs: Vec::new(),
             };
             let audit = AuditEvent::new(
                 Some(tenant_id),

@@ -55,9 +55,18 @@ pub struct Settings {
     /// Background re-validation interval.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub revalidate_every: Duration,
-    /// Connections validated at once.
+    /// Jobs run at once by one replica.
     #[serde(deserialize_with = "number")]
-    pub revalidate_concurrency: usize,
+    pub job_concurrency: usize,
+    /// How long a claimed job stays reserved for its worker.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub job_lease: Duration,
+    /// How often the job worker looks for due work.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub job_poll: Duration,
+    /// First delay before a failed job is retried (doubling, with jitter).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub job_backoff: Duration,
     /// Verified-key cache lifetime.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub key_cache_ttl: Duration,
@@ -87,7 +96,10 @@ struct Defaults {
     stripe_connect_timeout: &'static str,
     stripe_max_retries: u32,
     revalidate_every: &'static str,
-    revalidate_concurrency: usize,
+    job_concurrency: usize,
+    job_lease: &'static str,
+    job_poll: &'static str,
+    job_backoff: &'static str,
     key_cache_ttl: &'static str,
     max_body_bytes: usize,
     request_timeout: &'static str,
@@ -106,7 +118,10 @@ const DEFAULTS: Defaults = Defaults {
     stripe_connect_timeout: "5s",
     stripe_max_retries: 2,
     revalidate_every: "24h",
-    revalidate_concurrency: 4,
+    job_concurrency: 4,
+    job_lease: "5m",
+    job_poll: "1s",
+    job_backoff: "10s",
     key_cache_ttl: "10s",
     max_body_bytes: 1024 * 1024,
     request_timeout: "120s",
@@ -211,9 +226,18 @@ impl Settings {
                 "PATCHBAY_REVALIDATE_EVERY must be at least 1s".into(),
             ));
         }
-        if self.revalidate_concurrency == 0 || self.db_max_connections == 0 {
+        if self.job_concurrency == 0 || self.db_max_connections == 0 {
             return Err(ConfigError::Invalid(
-                "PATCHBAY_REVALIDATE_CONCURRENCY and PATCHBAY_DB_MAX_CONNECTIONS must be at least 1".into(),
+                "PATCHBAY_JOB_CONCURRENCY and PATCHBAY_DB_MAX_CONNECTIONS must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.job_lease < Duration::from_secs(1)
+            || self.job_poll < Duration::from_millis(10)
+            || self.job_backoff < Duration::from_millis(100)
+        {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_JOB_LEASE must be at least 1s, PATCHBAY_JOB_POLL at least 10ms and PATCHBAY_JOB_BACKOFF at least 100ms".into(),
             ));
         }
         if self.max_body_bytes < 1024 {

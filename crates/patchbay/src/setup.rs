@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use patchbay_api::services::jobs::JobSettings;
 use patchbay_api::{ApiConfig, AppState};
 use patchbay_core::Store;
 use patchbay_store::{PoolSettings, is_postgres_url};
@@ -203,7 +204,13 @@ pub fn api_config(settings: &Settings) -> ApiConfig {
         request_timeout: settings.request_timeout,
         key_cache_ttl: settings.key_cache_ttl,
         revalidate_every: settings.revalidate_every,
-        revalidate_concurrency: settings.revalidate_concurrency,
+        jobs: JobSettings {
+            poll_every: settings.job_poll,
+            lease: settings.job_lease,
+            concurrency: settings.job_concurrency,
+            backoff_base: settings.job_backoff,
+            ..JobSettings::default()
+        },
         ..ApiConfig::default()
     }
 }

@@ -215,13 +215,16 @@ pub async fn create(
         connection,
         data_key_id: data_key_record.id,
         secret,
-        next_validation_at,
+        jobs: vec![super::jobs::revalidation(tenant, id, next_validation_at)],
     };
     state
         .store
         .create_connection(&new, &event)
         .await
         .map_err(|e| store_error(e, external_id.as_deref()))?;
+    if next_validation_at <= at {
+        state.job_wakeup.wake();
+    }
     Ok(new.connection)
 }
 
@@ -406,11 +409,7 @@ pub async fn validate(
         }),
     )
     .await?;
-    let at = now();
-    let record = verdict.record(
-        at,
-        add_seconds(at, state.config.revalidate_every.as_secs() as i64),
-    );
+    let record = verdict.record(now());
     let changed = record.status != conn.status;
     let event = (trigger == Trigger::Request || changed).then(|| {
         ctx.event(tenant, "connection.validated", id, json!({
@@ -420,11 +419,24 @@ pub async fn validate(
                 "stripe_request_id": record.last_error.as_ref().and_then(|e| e.stripe_request_id.as_ref()),
             }))
     });
-    state
+    let recorded = state
         .store
         .record_validation(tenant, id, &record, event.as_ref())
         .await?
-        .ok_or_else(|| not_found(id))
+        .ok_or_else(|| not_found(id))?;
+    if trigger == Trigger::Request {
+        // The schedule normally exists since creation; a request re-creates it
+        // if its job ever died (a no-op while one is pending).
+        let next = add_seconds(
+            recorded.updated_at.max(now()),
+            state.config.revalidate_every.as_secs() as i64,
+        );
+        state
+            .store
+            .enqueue_job(&super::jobs::revalidation(tenant, id, next))
+            .await?;
+    }
+    Ok(recorded)
 }
 
 /// Replaces the connection's key after proving the new one reaches the same
@@ -506,10 +518,7 @@ pub async fn rotate(
         data_key_id: opened.data_key_id,
         secret,
         previous,
-        validation: verdict.record(
-            at,
-            add_seconds(at, state.config.revalidate_every.as_secs() as i64),
-        ),
+        validation: verdict.record(at),
         updated_at: next_updated_at(conn.updated_at),
     };
     let event = ctx.event(

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod background;
 pub mod connections;
+pub mod jobs;
 pub mod tenants;
 mod test_call;
 

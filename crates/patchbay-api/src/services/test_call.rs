@@ -149,7 +149,7 @@ fn unknown(e: &StripeError) -> Refusal {
 
 impl Verdict {
     /// The record to store for this verdict.
-    pub(crate) fn record(&self, at: Timestamp, next: Timestamp) -> ValidationRecord {
+    pub(crate) fn record(&self, at: Timestamp) -> ValidationRecord {
         let (status, account, missing_permissions, last_error) = match self {
             Verdict::Valid(proof) => (
                 ConnectionStatus::Active,
@@ -170,7 +170,6 @@ impl Verdict {
             missing_permissions,
             validated_at: at,
             last_error,
-            next_validation_at: next,
         }
     }
 }

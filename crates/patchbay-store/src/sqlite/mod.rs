@@ -1,35 +1,31 @@
-//! The SQLite backend: one writer connection (SQLite allows one writer at a
-//! time; queueing in-process beats `SQLITE_BUSY`) and held reader connections, WAL
-//! journal, foreign keys on, and `secure_delete` so deleted secrets are zeroed
-//! on disk rather than left in free pages.
+//! The SQLite engine: one writer connection (SQLite allows one writer at a
+//! time; queueing in-process beats `SQLITE_BUSY`) and held reader connections,
+//! WAL journal, foreign keys on, and `secure_delete` so deleted secrets are
+//! zeroed on disk rather than left in free pages.
+//!
+//! Dialect differences live here, each marked `Dialect:`; every other store
+//! method is written once in the crate's shared modules.
 
-mod api_keys;
-mod audit;
-mod connections;
-mod keyring;
 mod readers;
-mod tenants;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use patchbay_core::StoreError;
-use patchbay_core::audit::AuditEvent;
-use patchbay_core::store::{Backend, Store, StoreResult};
+use patchbay_core::job::ClaimRequest;
+use patchbay_core::sealed::Rewrap;
+use patchbay_core::store::{Backend, StoreResult};
 use sqlx::Sqlite;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::types::Json;
+use uuid::Uuid;
 
-use self::readers::Readers;
+use self::readers::{Reader, Readers};
 use crate::PoolSettings;
 use crate::error::map;
+use crate::rows::{JOB_COLUMNS, JobRow};
 use crate::types::DbTime;
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// Patchbay's store on an SQLite file.
 #[derive(Debug, Clone)]
@@ -39,6 +35,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Which engine this is.
+    pub(crate) const BACKEND: Backend = Backend::Sqlite;
+    /// Dialect: each engine has its own migration folder.
+    pub(crate) const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
     /// Opens (creating if missing) the database at `url` (`sqlite://path/to.db`).
     pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
@@ -68,10 +69,77 @@ impl SqliteStore {
         Ok(Self { read, write })
     }
 
-    /// Starts a write transaction that takes the write lock at once, so it never
-    /// fails half-way on a lock upgrade.
-    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
+    /// A connection for one read statement.
+    pub(crate) async fn reader(&self) -> StoreResult<Reader<'_>> {
+        self.read.get().await
+    }
+
+    /// The single writer, for one write statement.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    /// Dialect: closing means the held readers and the writer.
+    pub(crate) async fn close_connections(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    /// Dialect: a write transaction takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so it never fails half-way on a lock upgrade.
+    pub(crate) async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
         self.write.begin_with("BEGIN IMMEDIATE").await.map_err(map)
+    }
+
+    /// Dialect: claiming jobs. SQLite has one writer at a time (in this process
+    /// and, through the file lock, in any other), so selecting and leasing in
+    /// one statement is already atomic; there is no `SKIP LOCKED` to need.
+    pub(crate) async fn claim_due_jobs(
+        &self,
+        claim: &ClaimRequest,
+        token: Uuid,
+    ) -> StoreResult<Vec<JobRow>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+             lease_token = $2, lease_expires_at = $3, updated_at = $4 \
+             WHERE id IN (SELECT id FROM jobs \
+               WHERE (status = 'queued' AND run_at <= $4) \
+                  OR (status = 'running' AND lease_expires_at <= $4 AND attempts < max_attempts) \
+               ORDER BY run_at LIMIT $5) \
+             RETURNING {JOB_COLUMNS}"
+        )))
+        .bind(&claim.owner)
+        .bind(token)
+        .bind(DbTime(claim.lease_until))
+        .bind(DbTime(claim.now))
+        .bind(i64::from(claim.limit))
+        .fetch_all(&self.write)
+        .await
+        .map_err(map)
+    }
+
+    /// Dialect: re-wrapping data keys, one compare-and-swap statement per key
+    /// inside one transaction (SQLite has no array parameters).
+    pub(crate) async fn rewrap(&self, rewraps: &[Rewrap]) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let mut applied = 0;
+        for rw in rewraps {
+            applied += sqlx::query(
+                "UPDATE data_keys SET master_key_id = $1, wrapped = $2 \
+                 WHERE id = $3 AND tenant_id = $4 AND wrapped = $5",
+            )
+            .bind(&rw.new_master_key_id)
+            .bind(&rw.new_wrapped)
+            .bind(rw.id.uuid())
+            .bind(rw.tenant_id.uuid())
+            .bind(&rw.old_wrapped)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(applied)
     }
 }
 
@@ -81,52 +149,4 @@ impl SqliteStore {
 fn readers(configured: u32) -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     configured.clamp(1, (2 * cores).max(2))
-}
-
-/// Appends an audit event inside the caller's transaction.
-async fn insert_audit(conn: &mut SqliteConnection, event: &AuditEvent) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_events (id, tenant_id, actor, action, target_id, details, request_id, client_request_id, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(event.id.uuid())
-    .bind(event.tenant_id.map(|t| t.uuid()))
-    .bind(event.actor.to_string())
-    .bind(&event.action)
-    .bind(&event.target_id)
-    .bind(Json(&event.details))
-    .bind(&event.request_id)
-    .bind(&event.client_request_id)
-    .bind(DbTime(event.created_at))
-    .execute(conn)
-    .await
-    .map_err(map)?;
-    Ok(())
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&mut *self.read.get().await?)
-            .await
-            .map_err(map)?;
-        Ok(())
-    }
-
-    async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR
-            .run(&self.write)
-            .await
-            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
-    }
-
-    async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
-    }
 }

@@ -36,7 +36,7 @@ pub(super) struct Held {
 }
 
 /// A reader connection checked out for one statement.
-pub(super) enum Reader<'a> {
+pub(crate) enum Reader<'a> {
     Held(MappedMutexGuard<'a, SqliteConnection>),
     Shared(PoolConnection<Sqlite>),
 }

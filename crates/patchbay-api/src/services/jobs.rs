@@ -1,0 +1,247 @@
+//! The job worker: one loop per replica that claims due jobs from the `jobs`
+//! table under a lease, runs each through the service that owns its kind, and
+//! records the outcome with the lease's token. A replica that dies mid-job
+//! leaves the job to be claimed again once its lease expires; a worker that
+//! finishes after losing its lease changes nothing.
+//!
+//! Handlers call services and return a [`JobOutcome`]; they never see HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use patchbay_core::job::{
+    ClaimRequest, ClaimedJob, Job, JobOutcome, NewJob, SYSTEM_SUBJECT, kinds,
+};
+use patchbay_core::time::{add_seconds, now};
+use patchbay_core::{ConnectionId, TenantId, Timestamp};
+use tokio::sync::{Notify, watch};
+use tracing::{debug, info, warn};
+
+use super::connections::{self, Trigger};
+use crate::auth::AuditContext;
+use crate::state::AppState;
+
+/// How the worker runs.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// How often the worker looks for due jobs when nothing wakes it.
+    pub poll_every: Duration,
+    /// How long a claimed job is reserved for this replica.
+    pub lease: Duration,
+    /// Jobs run at once by this replica.
+    pub concurrency: usize,
+    /// This replica's name in the `lease_owner` column.
+    pub owner: String,
+    /// First retry delay; doubles with each attempt.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            poll_every: Duration::from_secs(1),
+            lease: Duration::from_secs(300),
+            concurrency: 4,
+            owner: default_owner(),
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `host:pid`, so that people reading the table can tell replicas apart.
+pub fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "patchbay".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Wakes the worker when a job is enqueued for now, instead of waiting for the
+/// next poll.
+#[derive(Debug, Clone, Default)]
+pub struct JobWakeup(Arc<Notify>);
+
+impl JobWakeup {
+    /// Asks the worker to look for due jobs now.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// The re-validation job of a connection, due at `run_at`.
+pub fn revalidation(tenant: TenantId, connection: ConnectionId, run_at: Timestamp) -> NewJob {
+    NewJob::new(kinds::CONNECTION_REVALIDATE, connection.uuid(), run_at).for_tenant(tenant)
+}
+
+/// The delay before retry number `attempt` (1-based): exponential from
+/// `base`, capped at `max`, with "equal jitter" (half fixed, half random) so
+/// that jobs failing together do not retry together.
+pub fn backoff(settings: &JobSettings, attempt: u32, random: f64) -> Duration {
+    let exp = settings
+        .backoff_base
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)))
+        .min(settings.backoff_max);
+    exp / 2 + exp.mul_f64(random.clamp(0.0, 1.0) / 2.0)
+}
+
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    // Jitter only: a failed read of the OS source falls back to no jitter.
+    let _ = getrandom::fill(&mut bytes);
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Makes sure the deployment-wide recurring jobs exist (idempotent: each has
+/// one fixed subject, so every replica may call this at start).
+pub async fn ensure_recurring(state: &AppState) {
+    let job = NewJob::new(kinds::PURGE_PREVIOUS_KEYS, SYSTEM_SUBJECT, now());
+    if let Err(e) = state.store.enqueue_job(&job).await {
+        warn!(error = %e, "could not schedule the purge of expired previous keys");
+    }
+}
+
+/// Runs the worker until `stopped` turns true; a job in progress finishes first.
+pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
+    ensure_recurring(&state).await;
+    let settings = state.config.jobs.clone();
+    let limit = (settings.concurrency.max(1) * 2) as u32;
+    loop {
+        loop {
+            if *stopped.borrow() {
+                return;
+            }
+            let at = now();
+            let claim = ClaimRequest {
+                owner: settings.owner.clone(),
+                now: at,
+                lease_until: add_seconds(at, settings.lease.as_secs().max(1) as i64),
+                limit,
+            };
+            let claimed = match state.store.system_claim_jobs(&claim).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    warn!(error = %e, "could not claim jobs; will retry");
+                    break;
+                }
+            };
+            let count = claimed.len();
+            futures::stream::iter(claimed)
+                .for_each_concurrent(settings.concurrency.max(1), |claimed| {
+                    let state = state.clone();
+                    async move { run_one(&state, claimed).await }
+                })
+                .await;
+            if count < limit as usize {
+                break;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(settings.poll_every) => {}
+            _ = state.job_wakeup.0.notified() => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+async fn run_one(state: &AppState, claimed: ClaimedJob) {
+    let ClaimedJob { job, lease_token } = claimed;
+    debug!(job = %job.id, kind = %job.kind, attempt = job.attempts, "running job");
+    let outcome = dispatch(state, &job).await;
+    if let JobOutcome::Retry { error, .. } | JobOutcome::Dead { error } = &outcome {
+        warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %error, "job attempt failed");
+    }
+    match state
+        .store
+        .finish_job(job.id, lease_token, &outcome, now())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => warn!(
+            job = %job.id,
+            kind = %job.kind,
+            "job finished after its lease was lost; another worker owns it now"
+        ),
+        Err(e) => {
+            warn!(job = %job.id, error = %e, "could not record a job's outcome; it will run again after its lease")
+        }
+    }
+}
+
+/// Runs one attempt of `job` and says what should happen next.
+pub async fn dispatch(state: &AppState, job: &Job) -> JobOutcome {
+    let retry = |error: String| JobOutcome::Retry {
+        run_at: add_seconds(
+            now(),
+            backoff(&state.config.jobs, job.attempts, random_unit()).as_secs() as i64,
+        ),
+        error,
+    };
+    match job.kind.as_str() {
+        kinds::CONNECTION_REVALIDATE => revalidate(state, job).await.unwrap_or_else(retry),
+        kinds::PURGE_PREVIOUS_KEYS => {
+            match state.store.system_purge_expired_previous_keys(now()).await {
+                Ok(n) => {
+                    if n > 0 {
+                        info!(
+                            count = n,
+                            "destroyed replaced keys whose grace period ended"
+                        );
+                    }
+                    JobOutcome::Reschedule {
+                        run_at: add_seconds(now(), 60),
+                    }
+                }
+                Err(e) => retry(e.to_string()),
+            }
+        }
+        other => JobOutcome::Dead {
+            error: format!("unknown job kind '{other}' (written by a newer version?)"),
+        },
+    }
+}
+
+/// Re-runs a connection's test call and schedules the next one. A connection
+/// that no longer exists ends its job.
+async fn revalidate(state: &AppState, job: &Job) -> Result<JobOutcome, String> {
+    let Some(tenant) = job.tenant_id else {
+        return Ok(JobOutcome::Dead {
+            error: "a re-validation job without a tenant".into(),
+        });
+    };
+    let id = ConnectionId::from_uuid(job.subject);
+    let ctx = AuditContext::system();
+    match connections::validate(state, &ctx, tenant, id, Trigger::Schedule).await {
+        Ok(c) => {
+            info!(connection = %id, status = c.status.as_str(), "re-validated");
+            Ok(JobOutcome::Reschedule {
+                run_at: add_seconds(now(), state.config.revalidate_every.as_secs() as i64),
+            })
+        }
+        Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => Ok(JobOutcome::Done),
+        Err(e) => Err(format!("{}: {}", e.code, e.message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stays_capped() {
+        let s = JobSettings {
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(3600),
+            ..JobSettings::default()
+        };
+        assert_eq!(backoff(&s, 1, 0.0), Duration::from_secs(5));
+        assert_eq!(backoff(&s, 1, 1.0), Duration::from_secs(10));
+        assert_eq!(backoff(&s, 3, 0.0), Duration::from_secs(20));
+        assert_eq!(backoff(&s, 3, 1.0), Duration::from_secs(40));
+        assert_eq!(backoff(&s, 40, 1.0), Duration::from_secs(3600));
+        assert_eq!(backoff(&s, 40, 0.0), Duration::from_secs(1800));
+        let r = random_unit();
+        assert!((0.0..1.0).contains(&r));
+    }
+}
