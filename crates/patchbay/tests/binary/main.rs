@@ -3,6 +3,7 @@
 //! level, graceful shutdown, and master-key rotation killed at random points.
 
 mod cli;
+mod jobs;
 mod logs;
 mod rotation_crash;
 mod shutdown;
