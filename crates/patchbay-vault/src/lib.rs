@@ -14,10 +14,12 @@ mod error;
 mod format;
 mod keyring;
 pub mod rotation;
+pub mod session_token;
 mod startup;
 
 pub use api_token::{ApiKeyHasher, ApiToken};
 pub use data_key::{DataKey, SecretContext};
 pub use error::VaultError;
 pub use keyring::{Keyring, MasterKeyId, generate_master_key};
+pub use session_token::{SessionClaims, SessionSigner, SessionTokenError};
 pub use startup::{StartupError, verify_keyring_against_store};
