@@ -32,6 +32,10 @@ CONFIGURATION
   PATCHBAY_REQUEST_TIMEOUT         longest a request may run [120s]
   PATCHBAY_DB_MAX_CONNECTIONS      PostgreSQL pool size; SQLite: at most 2 x cores readers [16]
   PATCHBAY_SHUTDOWN_GRACE          time in-flight requests get at shutdown [30s]
+  PATCHBAY_HEADER_READ_TIMEOUT     longest a client may take to send a request's headers [10s]
+  PATCHBAY_IDLE_TIMEOUT            longest a connection stays open with no request [60s]
+  PATCHBAY_MAX_CONNECTIONS         client connections open at once; more wait (also
+                                   bounded by the file-descriptor limit) [4096]
 ";
 
 /// Patchbay keeps tenants' Stripe connections in an encrypted vault, proves

@@ -4,7 +4,9 @@
 
 mod cli;
 mod logs;
+mod metrics_labels;
 mod rotation_crash;
 mod shutdown;
+mod slow_clients;
 mod startup;
 mod support;
