@@ -17,7 +17,8 @@ CONFIGURATION
                                    Without it, SQLite uses a generated dev key in the data
                                    directory (with a warning); PostgreSQL refuses to start.
   PATCHBAY_ADMIN_TOKEN(_FILE)      platform admin token (32+ characters). Without it, SQLite
-                                   generates one into <data dir>/admin-token and prints it once.
+                                   generates one into <data dir>/admin-token (printed once,
+                                   on a terminal only).
   PATCHBAY_LOG                     log filter, e.g. info or patchbay=debug [info]
   PATCHBAY_LOG_FORMAT              text or json [text]
   PATCHBAY_STRIPE_API_BASE         [https://api.stripe.com]
