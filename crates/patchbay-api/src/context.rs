@@ -2,8 +2,8 @@
 //! (`x-request-id`, always generated here; a sane id the client sent is kept
 //! apart as its `client_request_id` and echoed as `x-client-request-id`), a
 //! tracing span, the error envelope (ApiError bodies, and axum's own
-//! 404/405/408/413 in the same shape), security headers, and HTTP metrics
-//! labelled by route template and method name from closed sets.
+//! 404/405/408/413 in the same shape), and HTTP metrics labelled by route
+//! template and method name from closed sets.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -86,7 +86,6 @@ pub async fn request_context(
     if let Some(value) = client_id.and_then(|c| HeaderValue::from_str(&c).ok()) {
         headers.insert(CLIENT_HEADER, value);
     }
-    crate::security_headers::apply(headers);
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

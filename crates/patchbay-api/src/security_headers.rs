@@ -2,12 +2,12 @@
 //! response is `nosniff` and sends no referrer; JSON gets a policy that lets a
 //! browser run nothing; a response that carries a secret says `no-store`.
 
+use axum::http::HeaderValue;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, PRAGMA, REFERRER_POLICY,
     X_CONTENT_TYPE_OPTIONS,
 };
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::{IntoResponseParts, ResponseParts};
+use axum::response::{IntoResponseParts, Response, ResponseParts};
 
 /// For JSON: load nothing, run nothing, be framed by nobody.
 const API_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
@@ -32,8 +32,10 @@ impl IntoResponseParts for NoStore {
     }
 }
 
-/// Adds the headers every response gets (see the module documentation).
-pub fn apply(headers: &mut HeaderMap) {
+/// Adds the headers every response gets (see the module documentation): the
+/// outermost layer, so that responses made by other layers get them too.
+pub async fn add(mut response: Response) -> Response {
+    let headers = response.headers_mut();
     let json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -44,4 +46,5 @@ pub fn apply(headers: &mut HeaderMap) {
         let policy = if json { API_POLICY } else { PAGE_POLICY };
         headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
     }
+    response
 }
