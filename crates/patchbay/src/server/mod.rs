@@ -11,7 +11,7 @@ pub mod fd_limit;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -25,6 +25,9 @@ use tower::ServiceExt;
 use tracing::{debug, error, warn};
 
 use activity::{Activity, Watched};
+
+/// At most one "connection limit reached" warning in this time.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -52,20 +55,17 @@ pub async fn serve(
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let (open_tx, open_rx) = watch::channel(());
     let mut shutdown = pin!(shutdown);
-    let mut saturated = false;
+    let mut last_warned: Option<Instant> = None;
     loop {
         let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => {
-                saturated = false;
-                slot
-            }
+            Ok(slot) => slot,
             Err(_) => {
-                if !saturated {
+                if last_warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                     warn!(
                         max_connections = limits.max_connections,
                         "connection limit reached: new connections wait until one closes (PATCHBAY_MAX_CONNECTIONS)"
                     );
-                    saturated = true;
+                    last_warned = Some(Instant::now());
                 }
                 tokio::select! {
                     slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),

@@ -136,7 +136,8 @@ async fn late_request_heads_and_idle_connections_are_closed_on_time() {
             "{name}: closed without an answer: {received}"
         );
         assert!(
-            after >= timeout.mul_f32(0.9) && after < timeout + Duration::from_secs(3),
+            // Not at once (it is the timeout that closes it), and not much later.
+            after >= timeout / 2 && after < timeout + Duration::from_secs(3),
             "{name}: closed after {after:?}, the timeout is {timeout:?}"
         );
     }
