@@ -304,3 +304,23 @@ async fn every_response_carries_the_servers_request_id_and_echoes_a_sane_client_
     assert_eq!(ready.status, 200);
     assert_eq!(ready.body["database"], "sqlite");
 }
+
+#[tokio::test]
+async fn a_made_up_method_is_cut_short_in_the_error_message() {
+    let app = TestApp::new().await;
+    let method = format!("M{}", "X".repeat(999));
+    let reply = app
+        .send(
+            Request::builder()
+                .method(method.as_str())
+                .uri("/healthz")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 405, "{}", reply.text);
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(!message.contains(&method[..65]), "{message}");
+    assert!(message.contains(&method[..64]), "{message}");
+    assert!(message.len() < 200, "{message}");
+}
