@@ -20,13 +20,18 @@ def test_request_ids(anon: Api, tenant):
     a = anon.get("/healthz")
     b = anon.get("/healthz")
     assert a.headers["x-request-id"] and a.headers["x-request-id"] != b.headers["x-request-id"]
+    # The client's own id never becomes the request id: it is echoed apart.
     mine = anon.get("/healthz", headers={"x-request-id": "blackbox-123_a.b"})
-    assert mine.headers["x-request-id"] == "blackbox-123_a.b"
-    # An unreasonable one is replaced, not echoed.
+    assert mine.headers["x-request-id"].startswith("req_")
+    assert mine.headers["x-client-request-id"] == "blackbox-123_a.b"
+    # An unreasonable one is neither used nor echoed.
     weird = anon.get("/healthz", headers={"x-request-id": "x" * 100})
     assert weird.headers["x-request-id"] != "x" * 100
-    err = error(tenant.api.get("/api/v1/connections/conn_nope", headers={"x-request-id": "blackbox-err-1"}), 400)
-    assert err["request_id"] == "blackbox-err-1"
+    assert "x-client-request-id" not in weird.headers
+    r = tenant.api.get("/api/v1/connections/conn_nope", headers={"x-request-id": "blackbox-err-1"})
+    err = error(r, 400)
+    assert err["request_id"] == r.headers["x-request-id"] != "blackbox-err-1"
+    assert r.headers["x-client-request-id"] == "blackbox-err-1"
 
 
 def test_errors_share_one_envelope(anon: Api, tenant):

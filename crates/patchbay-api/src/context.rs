@@ -1,7 +1,9 @@
-//! Per-request context, applied to every route: a request id (`x-request-id`,
-//! the caller's if it is sane, else `req_…`), a tracing span, the error envelope
-//! (ApiError bodies, and axum's own 404/405/408/413 in the same shape), and
-//! HTTP metrics labelled by route template, never by raw path.
+//! Per-request context, applied to every route: the server's own request id
+//! (`x-request-id`, always generated here; a sane id the client sent is kept
+//! apart as its `client_request_id` and echoed as `x-client-request-id`), a
+//! tracing span, the error envelope (ApiError bodies, and axum's own
+//! 404/405/408/413 in the same shape), and HTTP metrics labelled by route
+//! template and method name from closed sets.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,26 +11,44 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::{Instrument, debug, error, info, info_span};
 
 use crate::error::{ApiError, ErrorType};
+use crate::request_line::{MAX_METHOD_SHOWN, MAX_PATH_SHOWN, shown};
 use crate::state::AppState;
 
-/// The request id, available to handlers as an extension.
+/// The request's ids, available to handlers as an extension.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub Arc<str>);
+pub struct RequestId {
+    id: Arc<str>,
+    client: Option<Arc<str>>,
+}
 
 impl RequestId {
-    /// The id text.
+    /// A new server-generated id, with the client's own id if it sent a sane one.
+    pub fn new(client: Option<&str>) -> Self {
+        Self {
+            id: generate(),
+            client: client.filter(|v| is_sane(v)).map(Arc::from),
+        }
+    }
+
+    /// The server's id text (`req_…`).
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.id
+    }
+
+    /// The id the client sent in `x-request-id`, if it was well formed.
+    pub fn client(&self) -> Option<&str> {
+        self.client.as_deref()
     }
 }
 
-const HEADER: &str = "x-request-id";
+const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const CLIENT_HEADER: HeaderName = HeaderName::from_static("x-client-request-id");
 
 /// The middleware. See the module documentation.
 pub async fn request_context(
@@ -36,13 +56,10 @@ pub async fn request_context(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let id: Arc<str> = request
-        .headers()
-        .get(HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| is_sane(v))
-        .map_or_else(generate, Arc::from);
-    request.extensions_mut().insert(RequestId(id.clone()));
+    let ids = RequestId::new(request.headers().get(HEADER).and_then(|v| v.to_str().ok()));
+    let id = ids.id.clone();
+    let client_id = ids.client.clone();
+    request.extensions_mut().insert(ids);
     let method = request.method().clone();
     let route = request
         .extensions()
@@ -62,8 +79,12 @@ pub async fn request_context(
     } else if needs_envelope(&response) {
         response = render(&generic(response.status(), &method, uri.path()), &id);
     }
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HEADER, value);
+        headers.insert(HEADER, value);
+    }
+    if let Some(value) = client_id.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.insert(CLIENT_HEADER, value);
     }
 
     let status = response.status().as_u16();
@@ -73,6 +94,7 @@ pub async fn request_context(
         .record(&method, &route, status, elapsed.as_secs_f64());
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
+        let method = shown(method.as_str(), MAX_METHOD_SHOWN);
         if status >= 500 {
             error!(%method, %route, status, latency_ms = ms, "request failed");
         } else if status >= 400 {
@@ -118,7 +140,8 @@ fn needs_envelope(response: &Response) -> bool {
 }
 
 fn generic(status: StatusCode, method: &Method, path: &str) -> ApiError {
-    let shown: String = path.chars().take(200).collect();
+    let method = shown(method.as_str(), MAX_METHOD_SHOWN);
+    let shown = shown(path, MAX_PATH_SHOWN);
     match status {
         StatusCode::NOT_FOUND => ApiError::new(
             status,

@@ -6,7 +6,9 @@ pub mod context;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod request_line;
 mod routes;
+pub mod security_headers;
 pub mod services;
 pub mod state;
 

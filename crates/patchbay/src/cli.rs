@@ -17,7 +17,8 @@ CONFIGURATION
                                    Without it, SQLite uses a generated dev key in the data
                                    directory (with a warning); PostgreSQL refuses to start.
   PATCHBAY_ADMIN_TOKEN(_FILE)      platform admin token (32+ characters). Without it, SQLite
-                                   generates one into <data dir>/admin-token and prints it once.
+                                   generates one into <data dir>/admin-token (printed once,
+                                   on a terminal only).
   PATCHBAY_LOG                     log filter, e.g. info or patchbay=debug [info]
   PATCHBAY_LOG_FORMAT              text or json [text]
   PATCHBAY_STRIPE_API_BASE         [https://api.stripe.com]
@@ -35,6 +36,10 @@ CONFIGURATION
   PATCHBAY_REQUEST_TIMEOUT         longest a request may run [120s]
   PATCHBAY_DB_MAX_CONNECTIONS      PostgreSQL pool size; SQLite: at most 2 x cores readers [16]
   PATCHBAY_SHUTDOWN_GRACE          time in-flight requests get at shutdown [30s]
+  PATCHBAY_HEADER_READ_TIMEOUT     longest a client may take to send a request's headers [10s]
+  PATCHBAY_IDLE_TIMEOUT            longest a connection stays open with no request [60s]
+  PATCHBAY_MAX_CONNECTIONS         client connections open at once; more wait (also
+                                   bounded by the file-descriptor limit) [4096]
 ";
 
 /// Patchbay keeps tenants' Stripe connections in an encrypted vault, proves

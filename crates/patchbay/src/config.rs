@@ -82,6 +82,15 @@ pub struct Settings {
     /// Time in-flight requests get at shutdown.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub shutdown_grace: Duration,
+    /// Longest a client may take to send a request's line and headers.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub header_read_timeout: Duration,
+    /// Longest a connection may stay open with no request in flight.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub idle_timeout: Duration,
+    /// Most client connections open at once; more wait to be accepted.
+    #[serde(deserialize_with = "number")]
+    pub max_connections: usize,
 }
 
 #[derive(Serialize)]
@@ -105,6 +114,9 @@ struct Defaults {
     request_timeout: &'static str,
     db_max_connections: u32,
     shutdown_grace: &'static str,
+    header_read_timeout: &'static str,
+    idle_timeout: &'static str,
+    max_connections: usize,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -127,6 +139,9 @@ const DEFAULTS: Defaults = Defaults {
     request_timeout: "120s",
     db_max_connections: 16,
     shutdown_grace: "30s",
+    header_read_timeout: "10s",
+    idle_timeout: "60s",
+    max_connections: 4096,
 };
 
 /// Settings that may come from a file instead of a variable.
@@ -240,6 +255,17 @@ impl Settings {
                 "PATCHBAY_JOB_LEASE must be at least 1s, PATCHBAY_JOB_POLL at least 10ms and PATCHBAY_JOB_BACKOFF at least 100ms".into(),
             ));
         }
+        if self.header_read_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_HEADER_READ_TIMEOUT and PATCHBAY_IDLE_TIMEOUT must be longer than 0"
+                    .into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_MAX_CONNECTIONS must be at least 1".into(),
+            ));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "PATCHBAY_MAX_BODY_BYTES must be at least 1024".into(),
@@ -318,6 +344,30 @@ mod tests {
         assert!(s.database_url.is_none());
         assert_eq!(s.revalidate_every, Duration::from_secs(86_400));
         assert_eq!(s.key_cache_ttl, Duration::from_secs(10));
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.max_connections, 4096);
+    }
+
+    #[test]
+    fn connection_limits_must_be_positive() {
+        for (key, value) in [
+            ("PATCHBAY_HEADER_READ_TIMEOUT", "0"),
+            ("PATCHBAY_IDLE_TIMEOUT", "0s"),
+            ("PATCHBAY_MAX_CONNECTIONS", "0"),
+        ] {
+            let err = load(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let s = load(&[
+            ("PATCHBAY_HEADER_READ_TIMEOUT", "1s"),
+            ("PATCHBAY_IDLE_TIMEOUT", "500ms"),
+            ("PATCHBAY_MAX_CONNECTIONS", "8"),
+        ])
+        .unwrap();
+        assert_eq!(s.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(s.idle_timeout, Duration::from_millis(500));
+        assert_eq!(s.max_connections, 8);
     }
 }
 

@@ -6,6 +6,8 @@ pub mod commands;
 pub mod config;
 mod duration;
 pub mod logging;
+mod private_files;
+pub mod server;
 pub mod setup;
 
 use std::process::ExitCode;

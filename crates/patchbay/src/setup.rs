@@ -3,7 +3,7 @@
 //! Development conveniences (generated master key and admin token) apply only
 //! to SQLite, and say so loudly.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::private_files;
 
 /// A start-up failure, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -33,12 +34,7 @@ pub fn database_url(settings: &Settings) -> Result<SecretString, SetupError> {
     if let Some(url) = &settings.database_url {
         return Ok(url.clone());
     }
-    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-        fail(format!(
-            "cannot create the data directory {}: {e}",
-            settings.data_dir.display()
-        ))
-    })?;
+    create_data_dir(settings)?;
     let path = settings.data_dir.join("patchbay.db");
     Ok(SecretString::from(format!("sqlite://{}", path.display())))
 }
@@ -46,13 +42,28 @@ pub fn database_url(settings: &Settings) -> Result<SecretString, SetupError> {
 /// Opens the store (and applies migrations).
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, SetupError> {
     let url = database_url(settings)?;
+    let sqlite_file = private_files::sqlite_file(url.expose_secret());
+    if let Some(file) = &sqlite_file {
+        private_files::secure_database(file).map_err(|e| {
+            fail(format!(
+                "cannot create the database file {} readable by its owner only: {e}",
+                file.display()
+            ))
+        })?;
+    }
     let pool = PoolSettings {
         max_connections: settings.db_max_connections,
         ..PoolSettings::default()
     };
-    patchbay_store::open(url.expose_secret(), &pool, true)
+    let store = patchbay_store::open(url.expose_secret(), &pool, true)
         .await
-        .map_err(|e| fail(format!("cannot open the database: {e}")))
+        .map_err(|e| fail(format!("cannot open the database: {e}")))?;
+    if let Some(file) = &sqlite_file {
+        // Opening created the -wal and -shm files: make sure they are private too.
+        private_files::secure_database(file)
+            .map_err(|e| fail(format!("cannot restrict {}: {e}", file.display())))?;
+    }
+    Ok(store)
 }
 
 fn is_sqlite(settings: &Settings) -> bool {
@@ -85,13 +96,18 @@ fn read_trimmed(path: &Path) -> Result<SecretString, SetupError> {
 
 /// A file in the data directory, which is created on demand.
 fn dev_file(settings: &Settings, name: &str) -> Result<PathBuf, SetupError> {
-    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+    create_data_dir(settings)?;
+    Ok(settings.data_dir.join(name))
+}
+
+/// The data directory, created readable by its owner only.
+fn create_data_dir(settings: &Settings) -> Result<(), SetupError> {
+    private_files::create_dir(&settings.data_dir).map_err(|e| {
         fail(format!(
             "cannot create the data directory {}: {e}",
             settings.data_dir.display()
         ))
-    })?;
-    Ok(settings.data_dir.join(name))
+    })
 }
 
 /// The master keyring from configuration. On SQLite without configured keys, a
@@ -172,13 +188,33 @@ pub fn admin_token(settings: &Settings) -> Result<SecretString, SetupError> {
             path.display()
         ))
     })?;
-    // Shown once, on the terminal (never in the log); it stays readable in the file.
-    println!(
-        "\nGenerated the platform admin token (shown once; also saved in {}):\n\n    {}\n",
-        path.display(),
-        token.expose_secret()
+    announce_admin_token(
+        &token,
+        &path,
+        std::io::stderr().is_terminal(),
+        &mut std::io::stderr(),
     );
     Ok(token)
+}
+
+/// Shows a generated admin token once, on a terminal only: stderr that is a
+/// pipe or a file goes to a log collector, which would keep it. Otherwise only
+/// the file that holds it is named.
+fn announce_admin_token(token: &SecretString, path: &Path, terminal: bool, out: &mut dyn Write) {
+    let shown = if terminal {
+        format!(
+            "\nGenerated the platform admin token (shown once; also saved in {}):\n\n    {}\n",
+            path.display(),
+            token.expose_secret()
+        )
+    } else {
+        format!(
+            "Generated the platform admin token; read it from {} (it is printed only on a terminal).",
+            path.display()
+        )
+    };
+    // A closed stderr loses the notice, not the token: it is in the file.
+    let _ = writeln!(out, "{shown}");
 }
 
 /// The Stripe client from settings.
@@ -236,4 +272,24 @@ pub async fn app_state(
         api_config(settings),
         metrics,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_token_is_shown_on_a_terminal_only() {
+        let token = SecretString::from("pba_shown_only_on_a_terminal_0123456789");
+        let path = Path::new("/srv/patchbay/admin-token");
+        let mut terminal = Vec::new();
+        announce_admin_token(&token, path, true, &mut terminal);
+        let terminal = String::from_utf8(terminal).unwrap();
+        assert!(terminal.contains(token.expose_secret()), "{terminal}");
+        let mut pipe = Vec::new();
+        announce_admin_token(&token, path, false, &mut pipe);
+        let pipe = String::from_utf8(pipe).unwrap();
+        assert!(!pipe.contains(token.expose_secret()), "{pipe}");
+        assert!(pipe.contains("/srv/patchbay/admin-token"), "{pipe}");
+    }
 }

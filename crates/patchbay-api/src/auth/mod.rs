@@ -168,8 +168,10 @@ impl FromRequestParts<AppState> for Tenant {
 pub struct AuditContext {
     /// The actor.
     pub actor: Actor,
-    /// The request id.
+    /// The server's request id.
     pub request_id: Option<String>,
+    /// The well-formed `x-request-id` the client sent, kept apart.
+    pub client_request_id: Option<String>,
 }
 
 impl AuditContext {
@@ -178,6 +180,7 @@ impl AuditContext {
         Self {
             actor: principal.actor(),
             request_id: Some(request_id.as_str().to_owned()),
+            client_request_id: request_id.client().map(str::to_owned),
         }
     }
 
@@ -197,6 +200,7 @@ impl AuditContext {
             details,
             self.request_id.clone(),
         )
+        .with_client_request_id(self.client_request_id.clone())
     }
 
     /// For Patchbay's own background work.
@@ -204,6 +208,7 @@ impl AuditContext {
         Self {
             actor: Actor::System,
             request_id: None,
+            client_request_id: None,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::auth::{Admin, AuditContext, Principal, Tenant};
 use crate::context::RequestId;
 use crate::error::ApiError;
 use crate::extract::{Json, Query, parse_id};
+use crate::security_headers::NoStore;
 use crate::services::api_keys::{self, NewKey};
 use crate::state::AppState;
 
@@ -114,7 +115,7 @@ async fn create(
     ctx: &AuditContext,
     tenant: TenantId,
     body: CreateApiKey,
-) -> Result<(StatusCode, axum::Json<ApiKeyObject>), ApiError> {
+) -> Result<(StatusCode, NoStore, axum::Json<ApiKeyObject>), ApiError> {
     let input = NewKey {
         name: body.name,
         scopes: body.scopes,
@@ -123,6 +124,7 @@ async fn create(
     let (key, token) = api_keys::create(state, ctx, tenant, input).await?;
     Ok((
         StatusCode::CREATED,
+        NoStore,
         axum::Json(ApiKeyObject::new(key, Some(&token))),
     ))
 }
@@ -164,7 +166,7 @@ pub async fn admin_create_key(
     Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
     Json(body): Json<CreateApiKey>,
-) -> Result<(StatusCode, axum::Json<ApiKeyObject>), ApiError> {
+) -> Result<(StatusCode, NoStore, axum::Json<ApiKeyObject>), ApiError> {
     let tenant = parse_id(&id, "id")?;
     create(&state, &admin_ctx(&request_id), tenant, body).await
 }
@@ -234,7 +236,7 @@ pub async fn create_key(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     Json(body): Json<CreateApiKey>,
-) -> Result<(StatusCode, axum::Json<ApiKeyObject>), ApiError> {
+) -> Result<(StatusCode, NoStore, axum::Json<ApiKeyObject>), ApiError> {
     tenant.require(Scope::Admin)?;
     let ctx = AuditContext::new(&Principal::Tenant(tenant.clone()), &request_id);
     create(&state, &ctx, tenant.tenant_id, body).await

@@ -36,8 +36,12 @@ pub struct AuditEventObject {
     /// Outcome and context.
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
-    /// The `x-request-id` of the request that caused it.
+    /// Patchbay's own id (`req_…`, the `x-request-id` response header) of the
+    /// request that caused it.
     pub request_id: Option<String>,
+    /// The `x-request-id` the caller sent with that request, if it was well
+    /// formed (up to 64 letters, digits, `-`, `_`, `.`): the caller's, unverified.
+    pub client_request_id: Option<String>,
     /// When.
     pub created_at: DateTime<Utc>,
 }
@@ -53,6 +57,7 @@ impl From<AuditEvent> for AuditEventObject {
             target_id: e.target_id,
             details: e.details,
             request_id: e.request_id,
+            client_request_id: e.client_request_id,
             created_at: e.created_at,
         }
     }

@@ -130,6 +130,7 @@ pub fn app(state: AppState) -> Router {
             COOKIE,
             HeaderName::from_static("x-api-key"),
         ]))
+        .layer(axum::middleware::map_response(crate::security_headers::add))
         .with_state(state)
 }
 

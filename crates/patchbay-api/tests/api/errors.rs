@@ -261,12 +261,13 @@ async fn bad_ids_and_query_strings_are_400_naming_the_parameter() {
 }
 
 #[tokio::test]
-async fn every_response_carries_a_request_id_and_sane_ones_are_kept() {
+async fn every_response_carries_the_servers_request_id_and_echoes_a_sane_client_one_apart() {
     let app = TestApp::new().await;
     let reply = app.get("/healthz", ADMIN).await;
     let id = reply.headers["x-request-id"].to_str().unwrap();
     assert!(id.starts_with("req_") && id.len() == 28, "{id}");
-    let kept = app
+    assert!(reply.headers.get("x-client-request-id").is_none());
+    let sent = app
         .send(
             Request::builder()
                 .uri("/healthz")
@@ -275,23 +276,51 @@ async fn every_response_carries_a_request_id_and_sane_ones_are_kept() {
                 .unwrap(),
         )
         .await;
-    assert_eq!(kept.headers["x-request-id"], "trace-123_abc");
-    let replaced = app
+    let server_id = sent.headers["x-request-id"].to_str().unwrap();
+    assert!(server_id.starts_with("req_"), "{server_id}");
+    assert_eq!(sent.headers["x-client-request-id"], "trace-123_abc");
+    for bad in ["bad id with spaces", &"x".repeat(65)] {
+        let replaced = app
+            .send(
+                Request::builder()
+                    .uri("/healthz")
+                    .header("x-request-id", bad)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert!(
+            replaced.headers["x-request-id"]
+                .to_str()
+                .unwrap()
+                .starts_with("req_")
+        );
+        assert!(
+            replaced.headers.get("x-client-request-id").is_none(),
+            "{bad:?} is not echoed"
+        );
+    }
+    let ready = app.get("/readyz", ADMIN).await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.body["database"], "sqlite");
+}
+
+#[tokio::test]
+async fn a_made_up_method_is_cut_short_in_the_error_message() {
+    let app = TestApp::new().await;
+    let method = format!("M{}", "X".repeat(999));
+    let reply = app
         .send(
             Request::builder()
+                .method(method.as_str())
                 .uri("/healthz")
-                .header("x-request-id", "bad id with spaces")
                 .body(Body::empty())
                 .unwrap(),
         )
         .await;
-    assert!(
-        replaced.headers["x-request-id"]
-            .to_str()
-            .unwrap()
-            .starts_with("req_")
-    );
-    let ready = app.get("/readyz", ADMIN).await;
-    assert_eq!(ready.status, 200);
-    assert_eq!(ready.body["database"], "sqlite");
+    assert_eq!(reply.status, 405, "{}", reply.text);
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(!message.contains(&method[..65]), "{message}");
+    assert!(message.contains(&method[..64]), "{message}");
+    assert!(message.len() < 200, "{message}");
 }

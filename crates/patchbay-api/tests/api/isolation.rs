@@ -108,3 +108,73 @@ async fn every_route_with_an_id_hides_other_tenants_objects() {
     assert!(still.body["name"].is_null());
     assert_eq!(app.get("/api/v1/api-keys", &key_a).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_tenant_cannot_make_its_audit_events_carry_another_tenants_request_id() {
+    use axum::body::Body;
+    use axum::http::Request;
+
+    let app = TestApp::new().await;
+    let (_, key_a) = app.tenant(&["admin"]).await;
+    let (_, key_b) = app.tenant(&["admin"]).await;
+    let b_created = app
+        .post(
+            "/api/v1/api-keys",
+            &key_b,
+            json!({"name": "b", "scopes": ["admin"]}),
+        )
+        .await;
+    assert_eq!(b_created.status, 201, "{}", b_created.text);
+    let b_request_id = b_created.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    // Tenant A sends B's request id as its own.
+    let a_created = app
+        .send(
+            Request::builder()
+                .method(Method::POST)
+                .uri("/api/v1/api-keys")
+                .header("x-api-key", &key_a)
+                .header("x-request-id", &b_request_id)
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    json!({"name": "a", "scopes": ["admin"]}).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a_created.status, 201, "{}", a_created.text);
+    let a_request_id = a_created.headers["x-request-id"].to_str().unwrap();
+    assert_ne!(a_request_id, b_request_id, "the server made its own id");
+    assert_eq!(
+        a_created.headers["x-client-request-id"],
+        b_request_id.as_str()
+    );
+
+    let events = app
+        .get("/api/v1/audit-events?action=api_key.created", &key_a)
+        .await;
+    assert_eq!(events.status, 200, "{}", events.text);
+    let event = &events.body["data"][0];
+    assert_eq!(event["target_id"], a_created.body["id"]);
+    assert_eq!(event["request_id"], a_request_id, "the server's id");
+    assert_eq!(
+        event["client_request_id"],
+        b_request_id.as_str(),
+        "kept apart"
+    );
+
+    let admin_view = app
+        .get("/api/v1/audit-events?action=api_key.created", ADMIN)
+        .await;
+    let carrying_b: Vec<_> = admin_view.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["request_id"] == b_request_id.as_str())
+        .collect();
+    assert_eq!(carrying_b.len(), 1, "only B's own event has B's request id");
+    assert_eq!(carrying_b[0]["target_id"], b_created.body["id"]);
+}

@@ -3,6 +3,7 @@
 mod api_keys;
 mod connections;
 mod errors;
+mod headers;
 mod isolation;
 mod openapi;
 mod secrets;

@@ -1,5 +1,6 @@
-//! `patchbay serve`: the HTTP server, its background work, and a graceful stop
-//! on SIGINT/SIGTERM that lets in-flight requests finish.
+//! `patchbay serve`: the HTTP server (with its connection limits), its
+//! background work, and a graceful stop on SIGINT/SIGTERM that lets in-flight
+//! requests finish.
 
 use std::path::Path;
 
@@ -20,6 +21,11 @@ pub async fn run(config: Option<&Path>) -> Result<(), CommandError> {
         .install_recorder()
         .map_err(|e| warn!(error = %e, "metrics disabled"))
         .ok();
+    let limits = crate::server::Limits {
+        header_read_timeout: settings.header_read_timeout,
+        idle_timeout: settings.idle_timeout,
+        max_connections: crate::server::fd_limit::raise_and_fit(settings.max_connections),
+    };
     let state = crate::setup::app_state(&settings, metrics).await?;
     let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
         CommandError(format!(
@@ -36,24 +42,19 @@ pub async fn run(config: Option<&Path>) -> Result<(), CommandError> {
     info!(%address, docs = %format!("http://{address}/docs"), "patchbay listening");
 
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let served = crate::server::serve(listener, app, limits, async move {
         shutdown_signal().await;
         info!("shutting down: finishing in-flight requests");
         let _ = stopping_tx.send(true);
     });
     let grace = settings.shutdown_grace;
-    let served = async {
-        server
-            .await
-            .map_err(|e| CommandError(format!("server error: {e}")))
-    };
     let deadline = async {
         let mut rx = stopping_rx;
         let _ = rx.wait_for(|s| *s).await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        result = served => result?,
+        () = served => {}
         () = deadline => warn!(?grace, "in-flight requests did not finish within the grace period; stopping anyway"),
     }
     background.stop().await;

@@ -24,6 +24,9 @@ fn help_names_every_command_and_variable() {
         "PATCHBAY_STRIPE_CONNECT_BASE",
         "PATCHBAY_REVALIDATE_EVERY",
         "PATCHBAY_KEY_CACHE_TTL",
+        "PATCHBAY_HEADER_READ_TIMEOUT",
+        "PATCHBAY_IDLE_TIMEOUT",
+        "PATCHBAY_MAX_CONNECTIONS",
         "_FILE",
     ] {
         assert!(help.contains(word), "--help lacks {word}");

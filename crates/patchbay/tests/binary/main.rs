@@ -5,7 +5,9 @@
 mod cli;
 mod jobs;
 mod logs;
+mod metrics_labels;
 mod rotation_crash;
 mod shutdown;
+mod slow_clients;
 mod startup;
 mod support;

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::support::{ADMIN, Client, Env, PgSchema, Server, data_dir, master_key};
 
 #[tokio::test]
-async fn the_default_needs_no_configuration_and_prints_the_admin_token_once() {
+async fn the_default_needs_no_configuration_and_names_the_admin_token_file_without_printing_it() {
     let (_tmp, data) = data_dir();
     let env = Env::new(&data);
     let server = Server::start(&env).await;
@@ -31,7 +31,14 @@ async fn the_default_needs_no_configuration_and_prints_the_admin_token_once() {
         .await;
     assert_eq!(status, 201);
     let (_, out) = server.stop();
-    assert!(out.contains(&token), "printed on first start");
+    assert!(
+        !out.contains(&token),
+        "stderr is a pipe here (a log collector): the token is not printed"
+    );
+    assert!(
+        out.contains(&data.join("admin-token").display().to_string()),
+        "where to read it is: {out}"
+    );
     assert!(out.contains("DEVELOPMENT master key"), "warns loudly");
 
     let server = Server::start(&env).await;
@@ -46,6 +53,41 @@ async fn the_default_needs_no_configuration_and_prints_the_admin_token_once() {
     let (status, out) = server.stop();
     assert!(status.success());
     assert!(!out.contains(&token), "not printed again");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_the_database_files_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let files = ["patchbay.db", "patchbay.db-wal", "patchbay.db-shm"];
+    let (_tmp, data) = data_dir();
+    let env = Env::new(&data);
+    let server = Server::start(&env).await;
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    let (status, _) = Client::new(&server)
+        .post("/api/v1/tenants", token.trim(), json!({"name": "x"}))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for file in files {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}, while serving");
+    }
+    server.stop();
+
+    // Files left readable by an older version are made private at start.
+    for file in files {
+        let path = data.join(file);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let server = Server::start(&env).await;
+    for file in files {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}, after a restart");
+    }
+    server.stop();
 }
 
 #[tokio::test]
