@@ -31,6 +31,10 @@ pub struct ApiConfig {
     pub revalidate_concurrency: usize,
     /// API-key hashing parameters.
     pub hasher: ApiKeyHasher,
+    /// Most connections one tenant may have.
+    pub max_connections_per_tenant: u64,
+    /// Most unrevoked API keys one tenant may have.
+    pub max_api_keys_per_tenant: u64,
 }
 
 impl Default for ApiConfig {
@@ -42,6 +46,8 @@ impl Default for ApiConfig {
             revalidate_every: Duration::from_secs(24 * 3600),
             revalidate_concurrency: 4,
             hasher: ApiKeyHasher::default(),
+            max_connections_per_tenant: 1000,
+            max_api_keys_per_tenant: 100,
         }
     }
 }

@@ -25,6 +25,8 @@ CONFIGURATION
   PATCHBAY_STRIPE_TIMEOUT          per attempt [30s]
   PATCHBAY_STRIPE_CONNECT_TIMEOUT  [5s]
   PATCHBAY_STRIPE_MAX_RETRIES      retries after the first attempt [2]
+  PATCHBAY_STRIPE_INTERACTIVE_DEADLINE  overall deadline of a Stripe call a client waits on
+                                   (create, validate, rotate), retries included [10s]
   PATCHBAY_REVALIDATE_EVERY        background re-validation interval per connection [24h]
   PATCHBAY_REVALIDATE_CONCURRENCY  connections validated at once per replica [4]
   PATCHBAY_KEY_CACHE_TTL           how long a verified API key is trusted (0 disables) [10s]
@@ -32,6 +34,8 @@ CONFIGURATION
   PATCHBAY_REQUEST_TIMEOUT         longest a request may run [120s]
   PATCHBAY_DB_MAX_CONNECTIONS      PostgreSQL pool size; SQLite: at most 2 x cores readers [16]
   PATCHBAY_SHUTDOWN_GRACE          time in-flight requests get at shutdown [30s]
+  PATCHBAY_MAX_CONNECTIONS_PER_TENANT  most connections one tenant may have [1000]
+  PATCHBAY_MAX_API_KEYS_PER_TENANT     most unrevoked API keys one tenant may have [100]
 ";
 
 /// Patchbay keeps tenants' Stripe connections in an encrypted vault, proves

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod background;
 pub mod connections;
+mod quotas;
 pub mod tenants;
 mod test_call;
 

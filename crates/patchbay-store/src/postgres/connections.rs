@@ -292,12 +292,11 @@ impl ConnectionStore for PostgresStore {
     }
 
     async fn count_connections(&self, tenant: TenantId) -> StoreResult<u64> {
-        let (n,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM connections WHERE tenant_id = $1")
-                .bind(tenant.uuid())
-                .fetch_one(&self.pool)
-                .await
-                .map_err(map)?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM connections WHERE tenant_id = $1")
+            .bind(tenant.uuid())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map)?;
         Ok(n as u64)
     }
 

@@ -140,17 +140,16 @@ impl ApiKeyStore for SqliteStore {
         expected_hash: &str,
         new_hash: &str,
     ) -> StoreResult<bool> {
-        let updated = sqlx::query(
-            "UPDATE api_keys SET hash = ? WHERE tenant_id = ? AND id = ? AND hash = ?",
-        )
-        .bind(new_hash)
-        .bind(tenant.uuid())
-        .bind(id.uuid())
-        .bind(expected_hash)
-        .execute(&self.write)
-        .await
-        .map_err(map)?
-        .rows_affected();
+        let updated =
+            sqlx::query("UPDATE api_keys SET hash = ? WHERE tenant_id = ? AND id = ? AND hash = ?")
+                .bind(new_hash)
+                .bind(tenant.uuid())
+                .bind(id.uuid())
+                .bind(expected_hash)
+                .execute(&self.write)
+                .await
+                .map_err(map)?
+                .rows_affected();
         Ok(updated == 1)
     }
 

@@ -292,12 +292,11 @@ impl ConnectionStore for SqliteStore {
     }
 
     async fn count_connections(&self, tenant: TenantId) -> StoreResult<u64> {
-        let (n,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM connections WHERE tenant_id = ?")
-                .bind(tenant.uuid())
-                .fetch_one(&mut *self.read.get().await?)
-                .await
-                .map_err(map)?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM connections WHERE tenant_id = ?")
+            .bind(tenant.uuid())
+            .fetch_one(&mut *self.read.get().await?)
+            .await
+            .map_err(map)?;
         Ok(n as u64)
     }
 
