@@ -93,7 +93,7 @@ pub(crate) async fn run(
 /// `10s`, `1.5s` or `300ms`.
 fn humane(d: std::time::Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms > 1000 {
         format!("{:.1}s", d.as_secs_f64())
