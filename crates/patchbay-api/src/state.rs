@@ -32,6 +32,10 @@ pub struct ApiConfig {
     pub jobs: JobSettings,
     /// API-key hashing parameters.
     pub hasher: ApiKeyHasher,
+    /// Most connections one tenant may have.
+    pub max_connections_per_tenant: u64,
+    /// Most unrevoked API keys one tenant may have.
+    pub max_api_keys_per_tenant: u64,
 }
 
 impl Default for ApiConfig {
@@ -43,6 +47,8 @@ impl Default for ApiConfig {
             revalidate_every: Duration::from_secs(24 * 3600),
             jobs: JobSettings::default(),
             hasher: ApiKeyHasher::default(),
+            max_connections_per_tenant: 1000,
+            max_api_keys_per_tenant: 100,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (HTTP/2 where the server offers it), rustls, timeouts, idempotency keys,
 //! retries and per-connection rate limits.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use url::Url;
 
 use crate::form;
 use crate::rate_limit::{Limits, RateClass, RateLimiter};
+use crate::redact::{Redacted, redact};
 use crate::request::{Body, StripeRequest};
 use crate::retry::RetryPolicy;
 use crate::{StripeError, StripeResponse};
@@ -28,6 +30,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Time allowed for a whole attempt, body included.
     pub timeout: Duration,
+    /// Time a caller waiting on an answer (creating, validating or rotating a
+    /// connection) gives Stripe, across all attempts and the waits between them.
+    pub interactive_deadline: Duration,
     /// Retry budget and backoff.
     pub retry: RetryPolicy,
     /// Per-connection rate limits.
@@ -41,6 +46,7 @@ impl Default for ClientConfig {
             connect_base: Url::parse("https://connect.stripe.com").expect("static URL"),
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
+            interactive_deadline: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             limits: Limits::default(),
         }
@@ -80,7 +86,11 @@ impl StripeClient {
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| StripeError::InvalidRequest(format!("HTTP client setup failed: {e}")))?;
+            .map_err(|e| {
+                StripeError::InvalidRequest(Redacted::ours(format!(
+                    "HTTP client setup failed: {e}"
+                )))
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -93,6 +103,19 @@ impl StripeClient {
     /// The settings in use.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// Runs `call` (one or more Stripe calls, retries included) within the
+    /// interactive deadline; when it passes, the call is dropped mid-flight and
+    /// the answer is [`StripeError::DeadlineExceeded`].
+    pub async fn interactive<T>(
+        &self,
+        call: impl Future<Output = Result<T, StripeError>>,
+    ) -> Result<T, StripeError> {
+        let deadline = self.inner.config.interactive_deadline;
+        tokio::time::timeout(deadline, call)
+            .await
+            .unwrap_or(Err(StripeError::DeadlineExceeded { deadline }))
     }
 
     /// Sends `request` authenticated with `key`. Any HTTP answer is `Ok` (check
@@ -142,7 +165,7 @@ impl StripeClient {
                 builder = builder.body(body.clone());
             }
             let may_retry = retry_safe && attempt <= policy.max_retries;
-            match self.attempt(builder).await {
+            match self.attempt(builder, key).await {
                 Ok(response) => {
                     debug!(
                         method = %request.method,
@@ -161,6 +184,7 @@ impl StripeClient {
                     }
                     return Ok(StripeResponse {
                         attempts: attempt,
+                        own_key: Some(key.clone()),
                         ..response
                     });
                 }
@@ -179,21 +203,24 @@ impl StripeClient {
         }
     }
 
-    async fn attempt(&self, builder: reqwest::RequestBuilder) -> Result<StripeResponse, String> {
-        let response = builder.send().await.map_err(describe)?;
+    async fn attempt(
+        &self,
+        builder: reqwest::RequestBuilder,
+        key: &SecretString,
+    ) -> Result<StripeResponse, Redacted> {
+        let failed = |e| redact(&describe(e), Some(key));
+        let response = builder.send().await.map_err(failed)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(describe)?;
-        let request_id = headers
-            .get("request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let body = response.bytes().await.map_err(failed)?;
+        let request_id = request_id(&headers);
         Ok(StripeResponse {
             status,
             headers,
             body,
             request_id,
             attempts: 1,
+            own_key: None,
         })
     }
 
@@ -220,7 +247,9 @@ impl StripeClient {
         }
         let mut auth =
             HeaderValue::try_from(format!("Bearer {}", key.expose_secret())).map_err(|_| {
-                StripeError::InvalidRequest("the stored key is not a valid header value".into())
+                StripeError::InvalidRequest(Redacted::ours(
+                    "the stored key is not a valid header value",
+                ))
             })?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
@@ -230,7 +259,9 @@ impl StripeClient {
         );
         let header = |name: &str, value: &str| {
             HeaderValue::try_from(value).map_err(|_| {
-                StripeError::InvalidRequest(format!("{name} is not a valid header value"))
+                StripeError::InvalidRequest(Redacted::ours(format!(
+                    "{name} is not a valid header value"
+                )))
             })
         };
         if let Some(version) = &request.stripe_version {
@@ -260,6 +291,19 @@ impl StripeClient {
         }
         Ok(headers)
     }
+}
+
+/// Stripe's `Request-Id` when it looks like one (`req_…`: letters, digits,
+/// `_` and `-`, at most 64 characters) and holds nothing credential-shaped;
+/// otherwise none: it is shown to tenants, stored and audited.
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("request-id")?.to_str().ok()?;
+    let plausible = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    (plausible && redact(value, None).as_str() == value).then(|| value.to_owned())
 }
 
 /// What failed, without the URL: messages reach tenants, and the upstream's

@@ -1,33 +1,51 @@
-//! Errors from calling Stripe. Display text never carries a key: Stripe masks
-//! keys in its own messages, and nothing here adds one.
+//! Errors from calling Stripe. Every text they carry is [`Redacted`]: Stripe
+//! masks keys in its own messages, but a proxy or a fake in between may not,
+//! so nothing from the wire reaches an error unmasked.
 
+use secrecy::SecretString;
 use serde::Deserialize;
 
-/// Stripe's error object (`{"error":{…}}`), the fields Patchbay reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+use crate::redact::{Redacted, redact};
+
+/// Stripe's error object (`{"error":{…}}`), the fields Patchbay reads, masked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiErrorBody {
     /// `invalid_request_error`, `card_error`, `api_error`, `idempotency_error`, …
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
+    pub kind: Option<Redacted>,
     /// Machine code (`resource_missing`, `secret_key_required`, …).
-    pub code: Option<String>,
+    pub code: Option<Redacted>,
     /// Human message.
-    pub message: Option<String>,
+    pub message: Option<Redacted>,
     /// Parameter at fault.
-    pub param: Option<String>,
+    pub param: Option<Redacted>,
+}
+
+#[derive(Deserialize)]
+struct RawBody {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    code: Option<String>,
+    message: Option<String>,
+    param: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct Envelope {
-    error: ApiErrorBody,
+    error: RawBody,
 }
 
 impl ApiErrorBody {
-    /// Parses an error body; `None` when it is not Stripe's shape.
-    pub fn parse(body: &[u8]) -> Option<Self> {
-        serde_json::from_slice::<Envelope>(body)
-            .ok()
-            .map(|e| e.error)
+    /// Parses an error body, masking credentials and `own_key` (the key the
+    /// call was made with); `None` when it is not Stripe's shape.
+    pub fn parse(body: &[u8], own_key: Option<&SecretString>) -> Option<Self> {
+        let raw = serde_json::from_slice::<Envelope>(body).ok()?.error;
+        let mask = |t: Option<String>| t.map(|t| redact(&t, own_key));
+        Some(Self {
+            kind: mask(raw.kind),
+            code: mask(raw.code),
+            message: mask(raw.message),
+            param: mask(raw.param),
+        })
     }
 }
 
@@ -38,7 +56,7 @@ pub enum StripeError {
     #[error("Stripe could not be reached after {attempts} attempt(s): {message}")]
     Unreachable {
         /// What failed last.
-        message: String,
+        message: Redacted,
         /// Attempts made.
         attempts: u32,
     },
@@ -49,7 +67,7 @@ pub enum StripeError {
         status: u16,
         /// Stripe's error object, when the body had one.
         error: Option<ApiErrorBody>,
-        /// `Request-Id`.
+        /// `Request-Id` (only when it looks like one).
         request_id: Option<String>,
     },
     /// The connection's request queue is longer than the configured wait.
@@ -60,10 +78,17 @@ pub enum StripeError {
     },
     /// The request cannot be sent as built (bad path, bad header value).
     #[error("{0}")]
-    InvalidRequest(String),
+    InvalidRequest(Redacted),
     /// Stripe's answer could not be understood.
     #[error("{0}")]
-    InvalidResponse(String),
+    InvalidResponse(Redacted),
+    /// The caller's overall deadline passed before Stripe gave an answer,
+    /// whatever attempt was under way.
+    #[error("Stripe gave no answer within {} ms (attempts and waits between them included)", .deadline.as_millis())]
+    DeadlineExceeded {
+        /// The budget that ran out.
+        deadline: std::time::Duration,
+    },
 }
 
 impl StripeError {

@@ -1,22 +1,29 @@
 //! Everything Patchbay knows about Stripe's wire protocol: key formats, form
 //! encoding, the HTTP client with its retries and per-connection rate limits,
-//! and the test call that proves a key works. Nothing outside this crate builds
-//! a Stripe request.
+//! the test call that proves a key works, and the redaction every text from
+//! Stripe passes through. Nothing outside this crate builds a Stripe request.
 
+mod account;
 mod client;
 mod error;
 pub mod form;
 mod keys;
 mod rate_limit;
+mod redact;
 mod request;
 mod response;
 mod retry;
 mod test_call;
 
+pub use account::{
+    AccountChange, AccountRefusal, MAX_ACCOUNT_ID_TAIL, MAX_ACCOUNT_NAME_CHARS, check_rotation,
+    is_account_id,
+};
 pub use client::{ClientConfig, RateKey, StripeClient};
 pub use error::{ApiErrorBody, StripeError};
 pub use keys::{KeyError, KeyKind, StripeKey, hint};
 pub use rate_limit::{Limits, RateClass};
+pub use redact::{Redacted, redact};
 pub use request::{Body, StripeRequest};
 pub use response::StripeResponse;
 pub use retry::RetryPolicy;

@@ -103,9 +103,11 @@ impl StripeRequest {
         if allowed_prefix && !traversal && !odd {
             Ok(p)
         } else {
-            Err(StripeError::InvalidRequest(format!(
-                "'{}' is not a Stripe API path: it must start with /v1/ or /v2/ and contain no '..', '//', '?' or '#'",
-                p.chars().take(200).collect::<String>()
+            Err(StripeError::InvalidRequest(crate::redact::Redacted::ours(
+                format!(
+                    "'{}' is not a Stripe API path: it must start with /v1/ or /v2/ and contain no '..', '//', '?' or '#'",
+                    p.chars().take(200).collect::<String>()
+                ),
             )))
         }
     }

@@ -8,10 +8,11 @@
 //! have (404, as on local fakes) is skipped. The first 200 ends the probe.
 
 use patchbay_core::connection::AccountDetails;
-use serde::Deserialize;
 
+use crate::account::Account;
 use crate::client::RateKey;
 use crate::keys::{KeyKind, StripeKey};
+use crate::redact::Redacted;
 use crate::{StripeClient, StripeError, StripeRequest};
 
 /// The probes, in order: the account first (it names the account), then cheap lists.
@@ -42,50 +43,9 @@ pub enum KeyOutcome {
     },
     /// Stripe rejected the key (401): wrong, revoked or rolled.
     Invalid {
-        /// Stripe's message (it masks the key itself).
-        message: Option<String>,
+        /// Stripe's message, masked.
+        message: Option<Redacted>,
     },
-}
-
-#[derive(Deserialize)]
-struct Account {
-    id: String,
-    email: Option<String>,
-    country: Option<String>,
-    default_currency: Option<String>,
-    settings: Option<Settings>,
-    business_profile: Option<BusinessProfile>,
-}
-
-#[derive(Deserialize)]
-struct Settings {
-    dashboard: Option<Dashboard>,
-}
-
-#[derive(Deserialize)]
-struct Dashboard {
-    display_name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct BusinessProfile {
-    name: Option<String>,
-}
-
-impl From<Account> for AccountDetails {
-    fn from(a: Account) -> Self {
-        let display = a
-            .settings
-            .and_then(|s| s.dashboard)
-            .and_then(|d| d.display_name);
-        let business = a.business_profile.and_then(|b| b.name);
-        AccountDetails {
-            stripe_account_id: Some(a.id),
-            account_name: display.or(business).or(a.email).filter(|n| !n.is_empty()),
-            country: a.country,
-            default_currency: a.default_currency,
-        }
-    }
 }
 
 impl StripeClient {
@@ -112,7 +72,11 @@ impl StripeClient {
             match response.status.as_u16() {
                 200 => {
                     let account = if path == "/v1/account" {
-                        Some(response.json::<Account>()?.into())
+                        Some(
+                            response
+                                .json::<Account>()?
+                                .into_details(Some(key.secret()))?,
+                        )
                     } else {
                         None
                     };
@@ -125,15 +89,15 @@ impl StripeClient {
                     });
                 }
                 401 => {
-                    let message =
-                        crate::ApiErrorBody::parse(&response.body).and_then(|e| e.message);
+                    let message = response.error_body().and_then(|e| e.message);
                     return Ok(KeyCheck {
                         outcome: KeyOutcome::Invalid { message },
                         request_id: response.request_id,
                     });
                 }
                 403 => {
-                    let message = crate::ApiErrorBody::parse(&response.body)
+                    let message = response
+                        .error_body()
                         .and_then(|e| e.message)
                         .unwrap_or_default();
                     missing.push(permission_in(&message).unwrap_or_else(|| format!("GET {path}")));
@@ -146,9 +110,9 @@ impl StripeClient {
             }
         }
         if missing.is_empty() {
-            return Err(StripeError::InvalidResponse(
-                "the Stripe API base answered none of the test calls (/v1/account, /v1/balance, /v1/customers): is PATCHBAY_STRIPE_API_BASE right?".into(),
-            ));
+            return Err(StripeError::InvalidResponse(Redacted::ours(
+                "the Stripe API base answered none of the test calls (/v1/account, /v1/balance, /v1/customers): is PATCHBAY_STRIPE_API_BASE right?",
+            )));
         }
         Ok(KeyCheck {
             outcome: KeyOutcome::Valid {
@@ -180,23 +144,5 @@ mod tests {
         assert_eq!(permission_in(m).as_deref(), Some("rak_balance_read"));
         assert_eq!(permission_in("no permission named"), None);
         assert_eq!(permission_in("rak_"), None);
-    }
-
-    #[test]
-    fn account_name_prefers_the_dashboard_name() {
-        let a: Account = serde_json::from_value(serde_json::json!({
-            "id": "acct_1", "email": "a@b.co", "country": "US", "default_currency": "usd",
-            "settings": {"dashboard": {"display_name": "Acme"}},
-            "business_profile": {"name": "Acme Inc"}
-        }))
-        .unwrap();
-        let d: AccountDetails = a.into();
-        assert_eq!(d.account_name.as_deref(), Some("Acme"));
-        let a: Account =
-            serde_json::from_value(serde_json::json!({"id": "acct_2", "email": "a@b.co"})).unwrap();
-        assert_eq!(
-            AccountDetails::from(a).account_name.as_deref(),
-            Some("a@b.co")
-        );
     }
 }

@@ -26,6 +26,8 @@ CONFIGURATION
   PATCHBAY_STRIPE_TIMEOUT          per attempt [30s]
   PATCHBAY_STRIPE_CONNECT_TIMEOUT  [5s]
   PATCHBAY_STRIPE_MAX_RETRIES      retries after the first attempt [2]
+  PATCHBAY_STRIPE_INTERACTIVE_DEADLINE  overall deadline of a Stripe call a client waits on
+                                   (create, validate, rotate), retries included [10s]
   PATCHBAY_REVALIDATE_EVERY        background re-validation interval per connection [24h]
   PATCHBAY_JOB_CONCURRENCY         background jobs run at once per replica [4]
   PATCHBAY_JOB_LEASE               how long a claimed job is reserved for its worker [5m]
@@ -40,6 +42,8 @@ CONFIGURATION
   PATCHBAY_IDLE_TIMEOUT            longest a connection stays open with no request [60s]
   PATCHBAY_MAX_CONNECTIONS         client connections open at once; more wait (also
                                    bounded by the file-descriptor limit) [4096]
+  PATCHBAY_MAX_CONNECTIONS_PER_TENANT  most connections one tenant may have [1000]
+  PATCHBAY_MAX_API_KEYS_PER_TENANT     most unrevoked API keys one tenant may have [100]
 ";
 
 /// Patchbay keeps tenants' Stripe connections in an encrypted vault, proves

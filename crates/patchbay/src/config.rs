@@ -49,6 +49,9 @@ pub struct Settings {
     /// Connect timeout for Stripe calls.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub stripe_connect_timeout: Duration,
+    /// Overall deadline of a Stripe call a client waits on, retries included.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub stripe_interactive_deadline: Duration,
     /// Retries after the first attempt.
     #[serde(deserialize_with = "number")]
     pub stripe_max_retries: u32,
@@ -91,6 +94,12 @@ pub struct Settings {
     /// Most client connections open at once; more wait to be accepted.
     #[serde(deserialize_with = "number")]
     pub max_connections: usize,
+    /// Most connections per tenant.
+    #[serde(deserialize_with = "number")]
+    pub max_connections_per_tenant: u64,
+    /// Most unrevoked API keys per tenant.
+    #[serde(deserialize_with = "number")]
+    pub max_api_keys_per_tenant: u64,
 }
 
 #[derive(Serialize)]
@@ -103,6 +112,7 @@ struct Defaults {
     stripe_connect_base: &'static str,
     stripe_timeout: &'static str,
     stripe_connect_timeout: &'static str,
+    stripe_interactive_deadline: &'static str,
     stripe_max_retries: u32,
     revalidate_every: &'static str,
     job_concurrency: usize,
@@ -117,6 +127,8 @@ struct Defaults {
     header_read_timeout: &'static str,
     idle_timeout: &'static str,
     max_connections: usize,
+    max_connections_per_tenant: u64,
+    max_api_keys_per_tenant: u64,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -128,6 +140,7 @@ const DEFAULTS: Defaults = Defaults {
     stripe_connect_base: "https://connect.stripe.com",
     stripe_timeout: "30s",
     stripe_connect_timeout: "5s",
+    stripe_interactive_deadline: "10s",
     stripe_max_retries: 2,
     revalidate_every: "24h",
     job_concurrency: 4,
@@ -142,6 +155,8 @@ const DEFAULTS: Defaults = Defaults {
     header_read_timeout: "10s",
     idle_timeout: "60s",
     max_connections: 4096,
+    max_connections_per_tenant: 1000,
+    max_api_keys_per_tenant: 100,
 };
 
 /// Settings that may come from a file instead of a variable.
@@ -266,6 +281,16 @@ impl Settings {
                 "PATCHBAY_MAX_CONNECTIONS must be at least 1".into(),
             ));
         }
+        if self.max_connections_per_tenant == 0 || self.max_api_keys_per_tenant == 0 {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_MAX_CONNECTIONS_PER_TENANT and PATCHBAY_MAX_API_KEYS_PER_TENANT must be at least 1".into(),
+            ));
+        }
+        if self.stripe_interactive_deadline.is_zero() {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_STRIPE_INTERACTIVE_DEADLINE must be more than 0".into(),
+            ));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "PATCHBAY_MAX_BODY_BYTES must be at least 1024".into(),
@@ -347,6 +372,9 @@ mod tests {
         assert_eq!(s.header_read_timeout, Duration::from_secs(10));
         assert_eq!(s.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.max_connections, 4096);
+        assert_eq!(s.stripe_interactive_deadline, Duration::from_secs(10));
+        assert_eq!(s.max_connections_per_tenant, 1000);
+        assert_eq!(s.max_api_keys_per_tenant, 100);
     }
 
     #[test]
@@ -368,6 +396,27 @@ mod tests {
         assert_eq!(s.header_read_timeout, Duration::from_secs(1));
         assert_eq!(s.idle_timeout, Duration::from_millis(500));
         assert_eq!(s.max_connections, 8);
+    }
+
+    #[test]
+    fn limits_and_the_interactive_deadline_are_configurable_and_checked() {
+        let s = load(&[
+            ("PATCHBAY_STRIPE_INTERACTIVE_DEADLINE", "500ms"),
+            ("PATCHBAY_MAX_CONNECTIONS_PER_TENANT", "5"),
+            ("PATCHBAY_MAX_API_KEYS_PER_TENANT", "7"),
+        ])
+        .unwrap();
+        assert_eq!(s.stripe_interactive_deadline, Duration::from_millis(500));
+        assert_eq!(s.max_connections_per_tenant, 5);
+        assert_eq!(s.max_api_keys_per_tenant, 7);
+        for (name, value) in [
+            ("PATCHBAY_MAX_CONNECTIONS_PER_TENANT", "0"),
+            ("PATCHBAY_MAX_API_KEYS_PER_TENANT", "0"),
+            ("PATCHBAY_STRIPE_INTERACTIVE_DEADLINE", "0"),
+        ] {
+            let err = load(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 }
 

@@ -224,6 +224,7 @@ pub fn stripe_client(settings: &Settings) -> Result<StripeClient, SetupError> {
         connect_base: settings.stripe_connect_base.clone(),
         connect_timeout: settings.stripe_connect_timeout,
         timeout: settings.stripe_timeout,
+        interactive_deadline: settings.stripe_interactive_deadline,
         retry: RetryPolicy {
             max_retries: settings.stripe_max_retries,
             ..RetryPolicy::default()
@@ -247,6 +248,8 @@ pub fn api_config(settings: &Settings) -> ApiConfig {
             backoff_base: settings.job_backoff,
             ..JobSettings::default()
         },
+        max_connections_per_tenant: settings.max_connections_per_tenant,
+        max_api_keys_per_tenant: settings.max_api_keys_per_tenant,
         ..ApiConfig::default()
     }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::common::{BodyErrors, ListResponse, NotFound, StandardErrors, Unprocessable, page};
 use crate::auth::{Admin, AuditContext, Principal, Tenant};
 use crate::context::RequestId;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Json, Query, parse_id};
 use crate::security_headers::NoStore;
 use crate::services::api_keys::{self, NewKey};
@@ -90,8 +90,19 @@ pub struct CreateApiKey {
     /// One or more of `admin`, `connections:read`, `connections:write`, `proxy`.
     #[schema(example = json!(["connections:write", "proxy"]), min_items = 1)]
     pub scopes: Vec<Scope>,
-    /// When the key stops working (RFC 3339, in the future).
+    /// When the key stops working: RFC 3339, in the future, at most 10 years
+    /// ahead. Any offset is accepted; it is returned in UTC (`Z`).
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The tenant's key limit.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum LimitReached {
+    /// The tenant has as many unrevoked API keys as allowed
+    /// (`tenant_limit_reached`, `PATCHBAY_MAX_API_KEYS_PER_TENANT`).
+    #[response(status = 409)]
+    Conflict(ErrorResponse),
 }
 
 /// Paging.
@@ -159,7 +170,7 @@ fn admin_ctx(request_id: &RequestId) -> AuditContext {
 #[utoipa::path(post, path = "/api/v1/tenants/{id}/api-keys", tag = "api-keys", request_body = CreateApiKey,
     params(("id" = TenantId, Path, description = "Tenant id (ten_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject), StandardErrors, BodyErrors, NotFound, Unprocessable))]
+    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject), StandardErrors, BodyErrors, NotFound, LimitReached, Unprocessable))]
 pub async fn admin_create_key(
     _: Admin,
     State(state): State<AppState>,
@@ -230,7 +241,7 @@ pub async fn admin_revoke_key(
 /// Creates an API key for the calling tenant (needs the `admin` scope).
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject), StandardErrors, BodyErrors, Unprocessable))]
+    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject), StandardErrors, BodyErrors, LimitReached, Unprocessable))]
 pub async fn create_key(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

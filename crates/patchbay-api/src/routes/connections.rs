@@ -22,7 +22,9 @@ use crate::auth::{AuditContext, Principal, Tenant, TenantPrincipal};
 use crate::context::RequestId;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Json, Query, parse_id};
-use crate::services::connections::{self, ConnectionPatch, NewConnectionInput, Trigger};
+use crate::services::connections::{
+    self, ConnectionPatch, NewConnectionInput, RotateOptions, Trigger,
+};
 use crate::state::AppState;
 
 /// A Stripe connection. The key itself is never shown: only `key_hint`.
@@ -173,13 +175,25 @@ pub struct UpdateConnection {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateConnection {
-    /// The new key: same Stripe account, same mode.
+    /// The new key: same Stripe account, same mode. When the connection's
+    /// account is unknown (a restricted key that cannot read the account, or a
+    /// connection stored with `"validate": false`) or the new key cannot read
+    /// its account, sameness cannot be proven and the rotation is refused
+    /// (422 `account_unknown` / `account_unverifiable`) unless
+    /// `allow_account_change` is set.
     #[schema(value_type = String, format = Password, write_only, example = "rk_test_51HabcDEF0123456789xyzXYZ9999", pattern = "^[sr]k_(test|live)_[A-Za-z0-9]{16,}$", max_length = 255)]
     pub api_key: SecretString,
     /// Keep the old key, sealed, for this many seconds (1 to 2592000); without
     /// it the old key is destroyed at once.
     #[schema(minimum = 1, maximum = 2592000)]
     pub keep_previous_for_seconds: Option<u64>,
+    /// Accept that the new key may reach another Stripe account than the
+    /// connection's, or one that cannot be proven the same (default `false`).
+    /// The rotation is then audited as an account change (`account_change` in
+    /// the `connection.rotated` event's details).
+    #[serde(default)]
+    #[schema(default = false)]
+    pub allow_account_change: bool,
 }
 
 /// Filters and paging.
@@ -219,6 +233,10 @@ pub enum StripeFailures {
     /// Stripe could not be reached or failed; nothing was stored.
     #[response(status = 502)]
     BadGateway(ErrorResponse),
+    /// Stripe gave no answer within the interactive deadline
+    /// (`stripe_timeout`); nothing was stored or changed.
+    #[response(status = 504)]
+    GatewayTimeout(ErrorResponse),
 }
 
 /// Creates a connection from a Stripe key, after proving it with a test call.
@@ -228,7 +246,7 @@ pub enum StripeFailures {
         (status = 201, description = "Created and validated (or `pending` with `\"validate\": false`)", body = ConnectionObject),
         StandardErrors,
         BodyErrors,
-        (status = 409, description = "The external_id is taken", body = ErrorResponse),
+        (status = 409, description = "The external_id is taken, or the tenant has as many connections as allowed (`tenant_limit_reached`)", body = ErrorResponse),
         Unprocessable,
         StripeFailures,
     ))]
@@ -368,6 +386,7 @@ pub async fn delete_connection(
         (status = 200, description = "The connection with the new status; a failed test call is recorded, not an error", body = ConnectionObject),
         StandardErrors, NotFound,
         (status = 429, description = "Too many requests: Stripe calls queued for this connection, or repeated wrong secrets for the API key id (`Retry-After` says how long to wait)", body = ErrorResponse),
+        (status = 504, description = "Stripe gave no answer within the interactive deadline (`stripe_timeout`); nothing was recorded", body = ErrorResponse),
     ))]
 pub async fn validate_connection(
     Tenant(tenant): Tenant,
@@ -412,7 +431,10 @@ pub async fn rotate_connection(
         tenant.tenant_id,
         id,
         body.api_key,
-        body.keep_previous_for_seconds,
+        RotateOptions {
+            keep_previous_for_seconds: body.keep_previous_for_seconds,
+            allow_account_change: body.allow_account_change,
+        },
     )
     .await?;
     Ok(axum::Json(rotated.into()))

@@ -3,8 +3,8 @@
 
 use patchbay_core::api_key::{ApiKey, Scope, Scopes};
 use patchbay_core::tenant::validate_name;
-use patchbay_core::time::now;
-use patchbay_core::{ApiKeyId, Page, PageRequest, TenantId, Timestamp, ValidationError};
+use patchbay_core::time::{check_future, now};
+use patchbay_core::{ApiKeyId, Page, PageRequest, TenantId, Timestamp};
 use patchbay_vault::ApiToken;
 use serde_json::json;
 
@@ -37,16 +37,14 @@ pub async fn create(
         .transpose()?;
     let scopes = Scopes::new(input.scopes)?;
     let at = now();
-    if let Some(expiry) = input.expires_at
-        && expiry <= at
-    {
-        return Err(
-            ValidationError::invalid("expires_at", "expires_at must be in the future.").into(),
-        );
-    }
+    let expires_at = input
+        .expires_at
+        .map(|t| check_future(t, "expires_at", at))
+        .transpose()?;
     if state.store.get_tenant(tenant).await?.is_none() {
         return Err(ApiError::not_found("tenant", &tenant.to_string()));
     }
+    super::quotas::check_api_keys(state, tenant).await?;
     let id = ApiKeyId::new();
     let token = ApiToken::generate(id)?;
     let hasher = state.config.hasher.clone();
@@ -63,7 +61,7 @@ pub async fn create(
         name,
         scopes,
         hint: token.hint(),
-        expires_at: input.expires_at,
+        expires_at,
         revoked_at: None,
         last_used_at: None,
         created_at: at,

@@ -14,12 +14,13 @@ use patchbay_core::time::{add_seconds, now};
 use patchbay_core::{
     ConnectionId, Metadata, Page, PageRequest, StoreError, TenantId, ValidationError,
 };
-use patchbay_stripe::{KeyError, KeyKind, RateKey, StripeKey};
+use patchbay_stripe::{AccountChange, KeyError, KeyKind, RateKey, StripeKey, check_rotation};
 use patchbay_vault::{DataKey, SecretContext};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use super::test_call::{self, Verdict};
+use super::quotas;
+use super::test_call::{self, Budget, Verdict};
 use super::{CAS_ATTEMPTS, next_updated_at};
 use crate::auth::AuditContext;
 use crate::error::ApiError;
@@ -49,6 +50,16 @@ pub struct NewConnectionInput {
     pub stripe_version: Option<String>,
     /// Run the test call first (default); without it the connection is `pending`.
     pub validate: bool,
+}
+
+/// A key rotation's options.
+#[derive(Debug, Default)]
+pub struct RotateOptions {
+    /// Keep the replaced key, sealed, for this many seconds.
+    pub keep_previous_for_seconds: Option<u64>,
+    /// Accept that the new key may reach another Stripe account than the
+    /// connection's (or one that cannot be proven the same); audited.
+    pub allow_account_change: bool,
 }
 
 /// What a PATCH may change; `Some(None)` clears a field.
@@ -134,6 +145,7 @@ pub async fn create(
         .as_deref()
         .map(validate_stripe_version)
         .transpose()?;
+    quotas::check_connections(state, tenant).await?;
     if let Some(ext) = &external_id
         && state
             .store
@@ -153,7 +165,15 @@ pub async fn create(
     let every = state.config.revalidate_every;
     let (status, account, missing_permissions, validated_at, next_validation_at) = if input.validate
     {
-        let proof = match test_call::run(state, &key, stripe_version.as_deref(), None).await? {
+        let proof = match test_call::run(
+            state,
+            &key,
+            stripe_version.as_deref(),
+            None,
+            Budget::Interactive,
+        )
+        .await?
+        {
             Verdict::Valid(proof) => proof,
             Verdict::Refused(refusal) => return Err(refusal.answer),
         };
@@ -407,6 +427,10 @@ pub async fn validate(
             key: &rate,
             livemode: conn.livemode,
         }),
+        match trigger {
+            Trigger::Request => Budget::Interactive,
+            Trigger::Schedule => Budget::Background,
+        },
     )
     .await?;
     let record = verdict.record(now());
@@ -440,16 +464,21 @@ pub async fn validate(
 }
 
 /// Replaces the connection's key after proving the new one reaches the same
-/// account in the same mode; the swap is one statement, so a concurrent call
-/// uses the old key or the new one, never neither.
+/// account in the same mode (or the caller accepting an account change); the
+/// swap is one statement, so a concurrent call uses the old key or the new
+/// one, never neither.
 pub async fn rotate(
     state: &AppState,
     ctx: &AuditContext,
     tenant: TenantId,
     id: ConnectionId,
     api_key: SecretString,
-    keep_previous_for_seconds: Option<u64>,
+    options: RotateOptions,
 ) -> Result<Connection, ApiError> {
+    let RotateOptions {
+        keep_previous_for_seconds,
+        allow_account_change,
+    } = options;
     if let Some(secs) = keep_previous_for_seconds
         && !(1..=MAX_KEEP_PREVIOUS_SECONDS).contains(&secs)
     {
@@ -490,13 +519,24 @@ pub async fn rotate(
             key: &rate,
             livemode: conn.livemode,
         }),
+        Budget::Interactive,
     )
     .await?;
-    let account = match &verdict {
-        Verdict::Valid(proof) => proof.account.as_ref(),
+    let reached = match &verdict {
+        Verdict::Valid(proof) => proof
+            .account
+            .as_ref()
+            .and_then(|a| a.stripe_account_id.as_deref()),
         Verdict::Refused(refusal) => return Err(refusal.answer.clone()),
     };
-    check_same_account(conn.account.stripe_account_id.as_deref(), account)?;
+    let change = check_rotation(
+        conn.account.stripe_account_id.as_deref(),
+        reached,
+        allow_account_change,
+    )
+    .map_err(|refusal| {
+        ApiError::unprocessable(refusal.code, refusal.message).with_param("api_key")
+    })?;
 
     let at = now();
     let id_text = id.to_string();
@@ -512,13 +552,24 @@ pub async fn rotate(
             Ok((sealed, opened.key.hint(), add_seconds(at, secs as i64)))
         })
         .transpose()?;
+    let mut validation = verdict.record(at);
+    let account_change = match &change {
+        AccountChange::Same => None,
+        AccountChange::Accepted { from, to } => {
+            if to.is_none() {
+                // The old account's details no longer describe the key.
+                validation.account = Some(AccountDetails::default());
+            }
+            Some(json!({"from": from, "to": to, "accepted_by_caller": true}))
+        }
+    };
     let rotation = SecretRotation {
         auth_method: auth_method(&new_key),
         key_hint: new_key.hint(),
         data_key_id: opened.data_key_id,
         secret,
         previous,
-        validation: verdict.record(at),
+        validation,
         updated_at: next_updated_at(conn.updated_at),
     };
     let event = ctx.event(
@@ -529,6 +580,8 @@ pub async fn rotate(
             "previous_key_hint": conn.key_hint,
             "key_hint": rotation.key_hint,
             "previous_key_kept_until": rotation.previous.as_ref().map(|p| p.2),
+            "stripe_account_id": reached,
+            "account_change": account_change,
         }),
     );
     state
@@ -536,29 +589,4 @@ pub async fn rotate(
         .rotate_connection_secret(tenant, id, &rotation, &event)
         .await?
         .ok_or_else(|| not_found(id))
-}
-
-/// A new key must reach the account the connection knows. When the connection
-/// knows its account and the new key cannot say which account it reaches, the
-/// rotation is refused rather than trusted.
-fn check_same_account(
-    known: Option<&str>,
-    reached: Option<&AccountDetails>,
-) -> Result<(), ApiError> {
-    let Some(known) = known else {
-        return Ok(());
-    };
-    match reached.and_then(|a| a.stripe_account_id.as_deref()) {
-        Some(new) if new == known => Ok(()),
-        Some(new) => Err(ApiError::unprocessable(
-            "account_mismatch",
-            format!("The new key belongs to Stripe account {new}, but this connection is for {known}. Rotate to a key of {known}, or create a new connection."),
-        )
-        .with_param("api_key")),
-        None => Err(ApiError::unprocessable(
-            "account_unverifiable",
-            format!("The new key cannot read its account (it lacks the 'Account' read permission), so Patchbay cannot confirm it belongs to {known}. Grant that permission to the restricted key, or rotate to a secret key."),
-        )
-        .with_param("api_key")),
-    }
 }

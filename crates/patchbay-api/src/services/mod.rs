@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod background;
 pub mod connections;
 pub mod jobs;
+mod quotas;
 pub mod tenants;
 mod test_call;
 

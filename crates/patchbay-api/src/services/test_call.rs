@@ -36,17 +36,29 @@ pub(crate) struct Refusal {
     pub answer: ApiError,
 }
 
+/// How long the test call may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Budget {
+    /// A caller is waiting: one deadline across all attempts
+    /// (`PATCHBAY_STRIPE_INTERACTIVE_DEADLINE`), then 504.
+    Interactive,
+    /// The background validator: the per-attempt timeout and the retries.
+    Background,
+}
+
 pub(crate) async fn run(
     state: &AppState,
     key: &StripeKey,
     stripe_version: Option<&str>,
     rate: Option<RateKey<'_>>,
+    budget: Budget,
 ) -> Result<Verdict, ApiError> {
-    match state
-        .stripe
-        .check_key(key, None, stripe_version, rate)
-        .await
-    {
+    let call = state.stripe.check_key(key, None, stripe_version, rate);
+    let outcome = match budget {
+        Budget::Interactive => state.stripe.interactive(call).await,
+        Budget::Background => call.await,
+    };
+    match outcome {
         Ok(check) => Ok(match check.outcome {
             KeyOutcome::Valid {
                 account,
@@ -64,8 +76,29 @@ pub(crate) async fn run(
             "Too many Stripe calls are queued for this connection; retry shortly.",
         )
         .with_retry_after(retry_after_ms.div_ceil(1000))),
+        Err(StripeError::DeadlineExceeded { deadline }) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            ErrorType::ApiConnectionError,
+            "stripe_timeout",
+            format!(
+                "Stripe did not answer the test call within {} (PATCHBAY_STRIPE_INTERACTIVE_DEADLINE), retries included. Nothing was stored or changed; retry later, or send \"validate\": false to store a new connection as pending.",
+                humane(deadline)
+            ),
+        )),
         Err(StripeError::InvalidRequest(detail)) => Err(ApiError::internal(&detail)),
         Err(e) => Ok(Verdict::Refused(unknown(&e))),
+    }
+}
+
+/// `10s`, `1.5s` or `300ms`.
+fn humane(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else if ms > 1000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{ms}ms")
     }
 }
 

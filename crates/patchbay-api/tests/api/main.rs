@@ -1,11 +1,17 @@
 //! The HTTP API in-process (`tower::ServiceExt::oneshot`), with wiremock as Stripe.
 
+mod account_fields;
 mod api_keys;
 mod connections;
 mod errors;
 mod headers;
 mod isolation;
 mod openapi;
+mod quotas;
+mod redaction;
+mod rotation_account;
 mod secrets;
+mod stripe_deadline;
 mod support;
 mod tenants;
+mod timestamps;

@@ -133,7 +133,7 @@ async fn a_postgres_dump_holds_no_plaintext_secret() {
 
 /// A `tracing` writer into a shared buffer.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub struct Capture(pub Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
