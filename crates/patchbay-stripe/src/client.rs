@@ -105,6 +105,12 @@ impl StripeClient {
         &self.inner.config
     }
 
+    /// The process's one HTTP client (for calls outside the API's conventions,
+    /// such as Connect OAuth).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
     /// Runs `call` (one or more Stripe calls, retries included) within the
     /// interactive deadline; when it passes, the call is dropped mid-flight and
     /// the answer is [`StripeError::DeadlineExceeded`].

@@ -8,6 +8,7 @@ mod client;
 mod error;
 pub mod form;
 mod keys;
+pub mod oauth;
 mod rate_limit;
 mod redact;
 mod request;
