@@ -5,6 +5,7 @@ mod connections;
 mod errors;
 mod isolation;
 mod openapi;
+mod postgres;
 mod secrets;
 mod support;
 mod tenants;
