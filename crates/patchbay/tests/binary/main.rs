@@ -4,6 +4,7 @@
 
 mod cli;
 mod logs;
+mod postgres;
 mod rotation_crash;
 mod shutdown;
 mod startup;
