@@ -399,6 +399,7 @@ async fn rotation_checks_account_and_mode_then_swaps() {
         .await;
     assert_eq!(validated.body["status"], "active");
     let seen = app.stripe.received_requests().await.unwrap();
+    assert!(!seen.is_empty(), "the validation called Stripe");
     assert!(
         seen.iter()
             .all(|r| r.headers["authorization"] == bearer(SK2).as_str())
