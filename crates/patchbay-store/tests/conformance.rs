@@ -1,8 +1,11 @@
-//! One conformance suite for every `Store` backend: each test runs against a
-//! fresh SQLite file, and against a fresh PostgreSQL schema when
-//! `TEST_DATABASE_URL` is set. Under `CI=true` PostgreSQL is required.
+//! One conformance suite for every `Store` backend: each test runs as
+//! `<name>::sqlite` against a fresh SQLite file and as `<name>::postgres`
+//! against a fresh PostgreSQL schema (`TEST_DATABASE_URL`; under `CI=true` a
+//! missing or silent PostgreSQL fails the test, elsewhere it is skipped).
 
+use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use patchbay_core::api_key::{ApiKey, Scope, Scopes};
 use patchbay_core::audit::{Actor, AuditEvent};
@@ -26,7 +29,6 @@ mod support {
 
     /// A store under test and what to clean up afterwards.
     pub struct Backend {
-        pub name: &'static str,
         pub store: Arc<dyn Store>,
         _dir: Option<tempfile::TempDir>,
         pg: Option<(sqlx::PgPool, String)>,
@@ -43,63 +45,95 @@ mod support {
         }
     }
 
-    fn postgres_url() -> Option<String> {
-        match std::env::var("TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "CI=true but TEST_DATABASE_URL is unset: the PostgreSQL conformance tests must run in CI"
-                );
-                static ONCE: std::sync::Once = std::sync::Once::new();
-                ONCE.call_once(|| {
-                    eprintln!("TEST_DATABASE_URL unset: skipping PostgreSQL, testing SQLite only")
-                });
-                None
-            }
-        }
+    /// The PostgreSQL under test, checked once for this binary. Under `CI=true`
+    /// an unset `TEST_DATABASE_URL` panics; a set one that does not answer
+    /// panics everywhere; otherwise the PostgreSQL tests skip with one line.
+    async fn postgres_url() -> Option<String> {
+        static CHECKED: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
+        CHECKED
+            .get_or_init(|| async {
+                let Some(url) = std::env::var("TEST_DATABASE_URL")
+                    .ok()
+                    .filter(|u| !u.is_empty())
+                else {
+                    assert!(
+                        std::env::var("CI").as_deref() != Ok("true"),
+                        "CI=true but TEST_DATABASE_URL is unset: the PostgreSQL tests must run"
+                    );
+                    // Straight to stderr: libtest would swallow eprintln! of a passing test.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "TEST_DATABASE_URL unset: skipping the PostgreSQL conformance tests"
+                    );
+                    return None;
+                };
+                let answer = tokio::time::timeout(Duration::from_secs(10), async {
+                    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
+                    sqlx::query("SELECT 1").execute(&mut conn).await?;
+                    sqlx::Connection::close(conn).await
+                })
+                .await;
+                match answer {
+                    Ok(Ok(())) => Some(url),
+                    Ok(Err(e)) => panic!("TEST_DATABASE_URL is set but PostgreSQL refused: {e}"),
+                    Err(_) => {
+                        panic!("TEST_DATABASE_URL is set but PostgreSQL did not answer in 10 s")
+                    }
+                }
+            })
+            .await
+            .clone()
     }
 
     /// The PostgreSQL URL for tests that manage their own schema.
-    pub fn postgres_url_for_schema_test() -> Option<String> {
-        postgres_url()
+    pub async fn postgres_url_for_schema_test() -> Option<String> {
+        postgres_url().await
     }
 
-    /// Every backend available here, each fresh.
-    pub async fn backends() -> Vec<Backend> {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        let sqlite = patchbay_store::open(&url, &PoolSettings::default(), true)
-            .await
-            .expect("SQLite store opens");
-        let mut out = vec![Backend {
-            name: "sqlite",
-            store: sqlite,
-            _dir: Some(dir),
-            pg: None,
-        }];
-        if let Some(base) = postgres_url() {
-            let admin = sqlx::PgPool::connect(&base)
-                .await
-                .expect("TEST_DATABASE_URL is reachable");
-            let schema = format!("conformance_{}", uuid::Uuid::new_v4().simple());
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
-            let store = patchbay_store::open(&url, &PoolSettings::default(), true)
-                .await
-                .expect("PostgreSQL store opens");
-            out.push(Backend {
-                name: "postgres",
-                store,
-                _dir: None,
-                pg: Some((admin, schema)),
-            });
+    /// The two engines of the suite.
+    #[derive(Debug, Clone, Copy)]
+    pub enum Engine {
+        Sqlite,
+        Postgres,
+    }
+
+    /// A fresh store of `engine`, or `None` when PostgreSQL is skipped here.
+    pub async fn backend(engine: Engine) -> Option<Backend> {
+        match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                let store = patchbay_store::open(&url, &PoolSettings::default(), true)
+                    .await
+                    .expect("SQLite store opens");
+                Some(Backend {
+                    store,
+                    _dir: Some(dir),
+                    pg: None,
+                })
+            }
+            Engine::Postgres => {
+                let base = postgres_url().await?;
+                let admin = sqlx::PgPool::connect(&base)
+                    .await
+                    .expect("TEST_DATABASE_URL is reachable");
+                let schema = format!("conformance_{}", uuid::Uuid::new_v4().simple());
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+                let store = patchbay_store::open(&url, &PoolSettings::default(), true)
+                    .await
+                    .expect("PostgreSQL store opens");
+                Some(Backend {
+                    store,
+                    _dir: None,
+                    pg: Some((admin, schema)),
+                })
+            }
         }
-        out
     }
 
     pub fn revalidation(tenant: TenantId, connection: ConnectionId, run_at: Timestamp) -> NewJob {
@@ -219,20 +253,38 @@ mod support {
 
 use support::*;
 
-/// Runs a test body against every backend, each on a fresh database.
-macro_rules! each_backend {
-    (|$b:ident| $body:block) => {{
-        for $b in backends().await {
-            eprintln!("-- backend: {}", $b.name);
-            $body
-            $b.cleanup().await;
+/// One test per engine, each on a fresh database: `conformance! { async fn
+/// name(b) { … } }` defines `name::sqlite` and `name::postgres` (the suffix is
+/// what `.ci/run` counts), with `b: &Backend`.
+macro_rules! conformance {
+    (async fn $name:ident($b:ident) $body:block) => {
+        mod $name {
+            use super::*;
+
+            async fn body($b: &Backend) $body
+
+            async fn on(engine: Engine) {
+                if let Some(b) = backend(engine).await {
+                    body(&b).await;
+                    b.cleanup().await;
+                }
+            }
+
+            #[tokio::test]
+            async fn sqlite() {
+                on(Engine::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                on(Engine::Postgres).await;
+            }
         }
-    }};
+    };
 }
 
-#[tokio::test]
-async fn tenants_round_trip_and_page_both_ways() {
-    each_backend!(|b| {
+conformance! {
+    async fn tenants_round_trip_and_page_both_ways(b) {
         let s = b.store.as_ref();
         let mut ids = Vec::new();
         for i in 0..25 {
@@ -278,12 +330,11 @@ async fn tenants_round_trip_and_page_both_ways() {
         let got = s.get_tenant(ids[3]).await.unwrap().unwrap();
         assert_eq!(got.name, "t3");
         assert!(s.get_tenant(TenantId::new()).await.unwrap().is_none());
-    });
+    }
 }
 
-#[tokio::test]
-async fn tenant_updates_are_compare_and_swap() {
-    each_backend!(|b| {
+conformance! {
+    async fn tenant_updates_are_compare_and_swap(b) {
         let s = b.store.as_ref();
         let (t, _) = tenant(s, "before").await;
         let mut changed = t.clone();
@@ -324,12 +375,11 @@ async fn tenant_updates_are_compare_and_swap() {
             .unwrap();
         assert_eq!(events.data.len(), 1);
         assert_eq!(events.data[0].id, ev.id);
-    });
+    }
 }
 
-#[tokio::test]
-async fn deleting_a_tenant_shreds_its_data_key_and_everything_it_owns() {
-    each_backend!(|b| {
+conformance! {
+    async fn deleting_a_tenant_shreds_its_data_key_and_everything_it_owns(b) {
         let s = b.store.as_ref();
         let (t, dk) = tenant(s, "doomed").await;
         let (other, other_dk) = tenant(s, "bystander").await;
@@ -369,12 +419,11 @@ async fn deleting_a_tenant_shreds_its_data_key_and_everything_it_owns() {
                 .await
                 .unwrap()
         );
-    });
+    }
 }
 
-#[tokio::test]
-async fn api_keys_are_scoped_to_their_tenant() {
-    each_backend!(|b| {
+conformance! {
+    async fn api_keys_are_scoped_to_their_tenant(b) {
         let s = b.store.as_ref();
         let (a, _) = tenant(s, "a").await;
         let (other, _) = tenant(s, "b").await;
@@ -475,12 +524,11 @@ async fn api_keys_are_scoped_to_their_tenant() {
         .unwrap();
         let cred = s.find_api_key_credential(key.id).await.unwrap().unwrap();
         assert_eq!(cred.tenant_status, TenantStatus::Disabled);
-    });
+    }
 }
 
-#[tokio::test]
-async fn connections_are_isolated_filtered_and_paged() {
-    each_backend!(|b| {
+conformance! {
+    async fn connections_are_isolated_filtered_and_paged(b) {
         let s = b.store.as_ref();
         let (a, dka) = tenant(s, "a").await;
         let (other, dkb) = tenant(s, "b").await;
@@ -617,12 +665,11 @@ async fn connections_are_isolated_filtered_and_paged() {
                 .unwrap()
                 .is_none()
         );
-    });
+    }
 }
 
-#[tokio::test]
-async fn duplicate_external_id_conflicts_and_leaves_nothing_behind() {
-    each_backend!(|b| {
+conformance! {
+    async fn duplicate_external_id_conflicts_and_leaves_nothing_behind(b) {
         let s = b.store.as_ref();
         let (a, dk) = tenant(s, "a").await;
         add_connection(s, a.id, &dk, Some("same")).await.unwrap();
@@ -662,12 +709,11 @@ async fn duplicate_external_id_conflicts_and_leaves_nothing_behind() {
             3,
             "the failed insert wrote no audit event"
         );
-    });
+    }
 }
 
-#[tokio::test]
-async fn connection_details_validation_and_rotation() {
-    each_backend!(|b| {
+conformance! {
+    async fn connection_details_validation_and_rotation(b) {
         let s = b.store.as_ref();
         let (a, dk) = tenant(s, "a").await;
         let (other, _) = tenant(s, "b").await;
@@ -832,12 +878,11 @@ async fn connection_details_validation_and_rotation() {
             .unwrap()
             .unwrap();
         assert!(r.previous_key_hint.is_none());
-    });
+    }
 }
 
-#[tokio::test]
-async fn keyring_material_checks_counts_and_rewraps() {
-    each_backend!(|b| {
+conformance! {
+    async fn keyring_material_checks_counts_and_rewraps(b) {
         let s = b.store.as_ref();
         let check = MasterKeyCheck {
             key_id: "k1".into(),
@@ -914,12 +959,11 @@ async fn keyring_material_checks_counts_and_rewraps() {
             .unwrap();
         assert_eq!(moved.master_key_id, "k2");
         assert_eq!(moved.wrapped, vec![7; 60]);
-    });
+    }
 }
 
-#[tokio::test]
-async fn audit_log_filters_and_scopes() {
-    each_backend!(|b| {
+conformance! {
+    async fn audit_log_filters_and_scopes(b) {
         let s = b.store.as_ref();
         let (a, _) = tenant(s, "a").await;
         let (other, _) = tenant(s, "b").await;
@@ -967,16 +1011,15 @@ async fn audit_log_filters_and_scopes() {
         assert_eq!(hit.data[0].actor, Actor::System);
         assert_eq!(hit.data[0].request_id.as_deref(), Some("req_test"));
         assert_eq!(hit.data[0].details, serde_json::json!({"test": true}));
-    });
+    }
 }
 
-#[tokio::test]
-async fn ping_and_migrations_are_idempotent() {
-    each_backend!(|b| {
+conformance! {
+    async fn ping_and_migrations_are_idempotent(b) {
         b.store.ping().await.unwrap();
         b.store.migrate().await.unwrap();
         b.store.migrate().await.unwrap();
-    });
+    }
 }
 
 fn claim_at(owner: &str, at: Timestamp, lease_secs: i64, limit: u32) -> ClaimRequest {
@@ -988,9 +1031,8 @@ fn claim_at(owner: &str, at: Timestamp, lease_secs: i64, limit: u32) -> ClaimReq
     }
 }
 
-#[tokio::test]
-async fn jobs_are_claimed_under_a_lease_and_finished_only_by_its_holder() {
-    each_backend!(|b| {
+conformance! {
+    async fn jobs_are_claimed_under_a_lease_and_finished_only_by_its_holder(b) {
         let s = b.store.as_ref();
         let (a, _) = tenant(s, "a").await;
         let subject = uuid::Uuid::now_v7();
@@ -1154,12 +1196,11 @@ async fn jobs_are_claimed_under_a_lease_and_finished_only_by_its_holder() {
                 .await
                 .unwrap()
         );
-    });
+    }
 }
 
-#[tokio::test]
-async fn jobs_die_after_their_last_attempt_and_stay_for_inspection() {
-    each_backend!(|b| {
+conformance! {
+    async fn jobs_die_after_their_last_attempt_and_stay_for_inspection(b) {
         let s = b.store.as_ref();
         let t = now();
         let subject = uuid::Uuid::now_v7();
@@ -1236,12 +1277,11 @@ async fn jobs_die_after_their_last_attempt_and_stay_for_inspection() {
                 .unwrap()
                 .contains("lease expired")
         );
-    });
+    }
 }
 
-#[tokio::test]
-async fn concurrent_claims_never_hand_out_a_job_twice() {
-    each_backend!(|b| {
+conformance! {
+    async fn concurrent_claims_never_hand_out_a_job_twice(b) {
         let s = b.store.clone();
         let t = now();
         for _ in 0..40 {
@@ -1275,12 +1315,11 @@ async fn concurrent_claims_never_hand_out_a_job_twice() {
         all.dedup();
         assert_eq!(n, 40);
         assert_eq!(all.len(), 40);
-    });
+    }
 }
 
-#[tokio::test]
-async fn a_connection_and_its_revalidation_job_are_written_together() {
-    each_backend!(|b| {
+conformance! {
+    async fn a_connection_and_its_revalidation_job_are_written_together(b) {
         let s = b.store.as_ref();
         let (a, dk) = tenant(s, "a").await;
         let c = add_connection(s, a.id, &dk, Some("ext-1")).await.unwrap();
@@ -1324,13 +1363,13 @@ async fn a_connection_and_its_revalidation_job_are_written_together() {
                 .unwrap()
                 .is_empty()
         );
-    });
+    }
 }
 
 /// The two migration folders define the same tables, columns and indexes
 /// (names, columns, uniqueness), read back from the migrated databases.
 #[tokio::test]
-async fn both_migration_folders_define_the_same_schema() {
+async fn the_migration_folders_define_the_same_schema_on_sqlite_and_postgres() {
     use std::collections::BTreeSet;
     type Schema = (
         BTreeSet<(String, String)>,
@@ -1395,7 +1434,7 @@ async fn both_migration_folders_define_the_same_schema() {
             .contains(&("connections".to_string(), "next_validation_at".to_string()))
     );
 
-    let Some(base) = support::postgres_url_for_schema_test() else {
+    let Some(base) = support::postgres_url_for_schema_test().await else {
         return;
     };
     let admin = sqlx::PgPool::connect(&base).await.unwrap();

@@ -231,12 +231,38 @@ mod tests {
         assert!(key.open(ctx(other, "conn_a"), &sealed).is_err());
     }
 
+    /// Ways a byte string could be rendered into text: hex either case,
+    /// base64 either alphabet, and a run of the decimal list `Debug` prints.
+    fn renderings(bytes: &[u8]) -> Vec<String> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let list = format!("{:?}", &bytes[..6]);
+        vec![
+            hex.to_uppercase(),
+            hex,
+            STANDARD_NO_PAD.encode(bytes),
+            URL_SAFE_NO_PAD.encode(bytes),
+            list.trim_end_matches(']').to_owned(),
+        ]
+    }
+
     #[test]
     fn debug_never_shows_key_material() {
         let tenant = TenantId::new();
-        let (record, key) = keyring().new_data_key(tenant).unwrap();
-        let shown = format!("{key:?} {record:?}");
-        assert!(shown.contains("DataKey"));
-        assert!(!shown.contains(&format!("{:?}", record.wrapped)));
+        let material = Zeroizing::new(random_bytes::<32>().unwrap());
+        let key = DataKey::from_material(DataKeyId::new(), tenant, &material).unwrap();
+        let (record, from_ring) = keyring().new_data_key(tenant).unwrap();
+        let shown = format!("{key:?} {key:#?} {from_ring:?} {record:?} {record:#?}");
+        assert!(shown.contains("DataKey") && shown.contains("DataKeyRecord"));
+        // Neither the key nor its wrapping, in any common rendering.
+        for (what, bytes) in [
+            ("material", &material[..]),
+            ("wrapped key", &record.wrapped),
+        ] {
+            for text in renderings(bytes) {
+                assert!(!shown.contains(&text), "{what} shown as {text}: {shown}");
+            }
+        }
     }
 }

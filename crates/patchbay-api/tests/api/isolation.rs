@@ -66,12 +66,13 @@ async fn every_route_with_an_id_hides_other_tenants_objects() {
     let list_b = app.get("/api/v1/connections", &key_b).await;
     assert!(list_b.body["data"].as_array().unwrap().is_empty());
     let audit_b = app.get("/api/v1/audit-events?limit=100", &key_b).await;
+    let events_b = audit_b.body["data"].as_array().unwrap();
+    // B's own events (its creation, its key) are there, and nothing of A's.
+    assert!(!events_b.is_empty(), "{}", audit_b.text);
     assert!(
-        audit_b.body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["tenant_id"] == tenant_b.as_str())
+        events_b.iter().all(|e| e["tenant_id"] == tenant_b.as_str()),
+        "{}",
+        audit_b.text
     );
     let filter = app
         .get(

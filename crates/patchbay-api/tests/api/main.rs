@@ -7,6 +7,7 @@ mod errors;
 mod headers;
 mod isolation;
 mod openapi;
+mod postgres;
 mod quotas;
 mod redaction;
 mod rotation_account;

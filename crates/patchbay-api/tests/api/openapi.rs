@@ -8,7 +8,10 @@ const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/open
 #[test]
 fn committed_openapi_matches_the_code() {
     let generated = patchbay_api::openapi_json();
-    if std::env::var("UPDATE_OPENAPI").as_deref() == Ok("1") {
+    // Regenerating makes this test pass by construction: never in CI.
+    if std::env::var("UPDATE_OPENAPI").as_deref() == Ok("1")
+        && std::env::var("CI").as_deref() != Ok("true")
+    {
         std::fs::write(COMMITTED, &generated).unwrap();
     }
     let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();

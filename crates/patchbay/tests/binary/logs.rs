@@ -10,7 +10,9 @@ const SK: &str = "sk_test_51HlogsSECRETone0123456789ab";
 const SK2: &str = "sk_test_51HlogsSECRETtwo0123456789cd";
 const PK: &str = "pk_test_51HlogsPUBLISHABLE0123456789";
 
-async fn exercise(format: &str) -> (String, Vec<String>) {
+/// Runs a server through creation, validation, rotation and refusals; returns
+/// its standard output, its standard error and the secrets it was given.
+async fn exercise(format: &str) -> (String, String, Vec<String>) {
     let stripe = MockServer::start().await;
     for key in [SK, SK2] {
         Mock::given(path("/v1/account"))
@@ -73,10 +75,11 @@ async fn exercise(format: &str) -> (String, Vec<String>) {
         .send()
         .await
         .unwrap();
-    let (status, out) = server.stop();
+    let (status, stdout, stderr) = server.stop_apart();
     assert!(status.success());
     (
-        out,
+        stdout,
+        stderr,
         vec![
             ADMIN.into(),
             token.clone(),
@@ -91,7 +94,8 @@ async fn exercise(format: &str) -> (String, Vec<String>) {
 
 #[tokio::test]
 async fn trace_logs_hold_no_secret() {
-    let (out, secrets) = exercise("text").await;
+    let (stdout, stderr, secrets) = exercise("text").await;
+    let out = stdout + &stderr;
     assert!(out.lines().count() > 50, "trace logging was on");
     assert!(out.contains("stripe call"), "the Stripe calls were logged");
     for secret in &secrets {
@@ -101,15 +105,58 @@ async fn trace_logs_hold_no_secret() {
 
 #[tokio::test]
 async fn json_logs_are_json_and_hold_no_secret() {
-    let (out, secrets) = exercise("json").await;
-    let json_lines: Vec<serde_json::Value> = out
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
-        .collect();
-    assert!(json_lines.len() > 50);
-    assert!(json_lines.iter().any(|l| l["level"] == "INFO"));
+    let (stdout, stderr, secrets) = exercise("json").await;
+    assert_eq!(
+        stdout, "",
+        "nothing but logs is printed, and logs go to stderr"
+    );
+    let lines = every_line_is_a_json_object(&stderr);
+    assert!(lines.len() > 50, "trace logging was on");
+    assert!(lines.iter().any(|l| l["level"] == "INFO"));
+    assert!(
+        lines.iter().any(|l| l["message"] == "stripe call"),
+        "the Stripe calls were logged"
+    );
     for secret in &secrets {
-        assert!(!out.contains(secret.as_str()));
+        assert!(
+            !stderr.contains(secret.as_str()),
+            "a secret reached the log"
+        );
     }
+}
+
+/// The first start on the embedded default (generated master key and admin
+/// token, with their warnings) keeps standard error JSON too.
+#[tokio::test]
+async fn json_logs_of_a_first_start_are_json() {
+    let (_tmp, data) = data_dir();
+    let env = Env::new(&data).set("PATCHBAY_LOG_FORMAT", "json");
+    let server = Server::start(&env).await;
+    let (status, _, stderr) = server.stop_apart();
+    assert!(status.success());
+    let lines = every_line_is_a_json_object(&stderr);
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("DEVELOPMENT master key"))),
+        "the development-key warning is a JSON log line: {stderr}"
+    );
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    assert!(
+        !stderr.contains(token.trim()),
+        "the admin token is not logged"
+    );
+}
+
+/// Parses every line of `out` (none skipped) as a JSON object.
+fn every_line_is_a_json_object(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(
+            |line| match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(value) if value.is_object() => value,
+                _ => panic!("a standard error line is not a JSON object: {line:?}"),
+            },
+        )
+        .collect()
 }

@@ -6,6 +6,7 @@ mod cli;
 mod jobs;
 mod logs;
 mod metrics_labels;
+mod postgres;
 mod rotation_crash;
 mod shutdown;
 mod slow_clients;

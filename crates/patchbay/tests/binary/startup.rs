@@ -134,7 +134,7 @@ async fn a_missing_or_wrong_master_key_refuses_to_start() {
 }
 
 #[tokio::test]
-async fn postgres_needs_explicit_keys_and_token() {
+async fn serve_needs_explicit_keys_and_token_on_postgres() {
     let Some(pg) = PgSchema::create().await else {
         return;
     };

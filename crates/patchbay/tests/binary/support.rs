@@ -101,24 +101,31 @@ impl Server {
     }
 
     /// Sends SIGTERM and returns the exit status with everything printed.
-    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+    pub fn stop(self) -> (std::process::ExitStatus, String) {
+        let (status, stdout, stderr) = self.stop_apart();
+        (status, stdout + &stderr)
+    }
+
+    /// Sends SIGTERM and returns the exit status, standard output and standard error.
+    pub fn stop_apart(mut self) -> (std::process::ExitStatus, String, String) {
         terminate(&self.child);
         let status = wait_timeout(&mut self.child, Duration::from_secs(30))
             .expect("server stops within 30s");
-        let mut out = String::new();
+        let mut stdout = String::new();
         self.child
             .stdout
             .take()
             .unwrap()
-            .read_to_string(&mut out)
+            .read_to_string(&mut stdout)
             .unwrap();
+        let mut stderr = String::new();
         self.child
             .stderr
             .take()
             .unwrap()
-            .read_to_string(&mut out)
+            .read_to_string(&mut stderr)
             .unwrap();
-        (status, out)
+        (status, stdout, stderr)
     }
 }
 
@@ -211,7 +218,7 @@ impl Client {
     }
 }
 
-/// A PostgreSQL schema of its own, when `TEST_DATABASE_URL` is set (required in CI).
+/// A PostgreSQL schema of its own, when PostgreSQL is tested here (see `postgres`).
 pub struct PgSchema {
     pub url: String,
     base: String,
@@ -220,14 +227,7 @@ pub struct PgSchema {
 
 impl PgSchema {
     pub async fn create() -> Option<Self> {
-        let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true requires TEST_DATABASE_URL"
-            );
-            eprintln!("TEST_DATABASE_URL unset: skipping the PostgreSQL variant");
-            return None;
-        };
+        let base = crate::postgres::postgres_url().await?;
         let schema = format!("binary_{}", uuid::Uuid::new_v4().simple());
         let pool = sqlx::PgPool::connect(&base)
             .await
