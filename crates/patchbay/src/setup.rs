@@ -198,23 +198,23 @@ pub fn admin_token(settings: &Settings) -> Result<SecretString, SetupError> {
 }
 
 /// Shows a generated admin token once, on a terminal only: stderr that is a
-/// pipe or a file goes to a log collector, which would keep it. Otherwise only
-/// the file that holds it is named.
+/// pipe or a file goes to a log collector, which would keep it. Otherwise a
+/// log event (JSON in JSON mode, like every other line) names the file.
 fn announce_admin_token(token: &SecretString, path: &Path, terminal: bool, out: &mut dyn Write) {
-    let shown = if terminal {
-        format!(
-            "\nGenerated the platform admin token (shown once; also saved in {}):\n\n    {}\n",
-            path.display(),
-            token.expose_secret()
-        )
-    } else {
-        format!(
-            "Generated the platform admin token; read it from {} (it is printed only on a terminal).",
-            path.display()
-        )
-    };
+    if !terminal {
+        tracing::warn!(
+            file = %path.display(),
+            "generated the platform admin token; read it from the file (it is printed only on a terminal)"
+        );
+        return;
+    }
     // A closed stderr loses the notice, not the token: it is in the file.
-    let _ = writeln!(out, "{shown}");
+    let _ = writeln!(
+        out,
+        "\nGenerated the platform admin token (shown once; also saved in {}):\n\n    {}\n",
+        path.display(),
+        token.expose_secret()
+    );
 }
 
 /// The Stripe client from settings.
@@ -289,10 +289,9 @@ mod tests {
         announce_admin_token(&token, path, true, &mut terminal);
         let terminal = String::from_utf8(terminal).unwrap();
         assert!(terminal.contains(token.expose_secret()), "{terminal}");
+        // Not a terminal: nothing is written there; a log event names the file.
         let mut pipe = Vec::new();
         announce_admin_token(&token, path, false, &mut pipe);
-        let pipe = String::from_utf8(pipe).unwrap();
-        assert!(!pipe.contains(token.expose_secret()), "{pipe}");
-        assert!(pipe.contains("/srv/patchbay/admin-token"), "{pipe}");
+        assert!(pipe.is_empty(), "{}", String::from_utf8_lossy(&pipe));
     }
 }
