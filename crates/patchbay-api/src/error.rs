@@ -11,6 +11,8 @@ use patchbay_core::{StoreError, ValidationError};
 use serde::Serialize;
 use tracing::error;
 
+use crate::services::error::{ErrorKind, ServiceError};
+
 /// The `type` of an error, as in Stripe's envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -216,6 +218,44 @@ impl IntoResponse for ApiError {
         let mut response = self.status.into_response();
         response.extensions_mut().insert(self);
         response
+    }
+}
+
+/// A service's refusal in HTTP terms: the status and envelope type for each
+/// kind of failure.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let (status, kind) = match e.kind {
+            ErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, ErrorType::InvalidRequestError),
+            ErrorKind::Unprocessable => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorType::InvalidRequestError,
+            ),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, ErrorType::InvalidRequestError),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, ErrorType::InvalidRequestError),
+            ErrorKind::Unauthenticated => {
+                (StatusCode::UNAUTHORIZED, ErrorType::AuthenticationError)
+            }
+            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, ErrorType::PermissionError),
+            ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, ErrorType::RateLimitError),
+            ErrorKind::UpstreamRateLimited => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorType::RateLimitError)
+            }
+            ErrorKind::UpstreamFailed => (StatusCode::BAD_GATEWAY, ErrorType::ApiConnectionError),
+            ErrorKind::UpstreamTimeout => {
+                (StatusCode::GATEWAY_TIMEOUT, ErrorType::ApiConnectionError)
+            }
+            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorType::ApiError),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, ErrorType::ApiError),
+        };
+        Self {
+            status,
+            kind,
+            code: e.code,
+            message: e.message,
+            param: e.param,
+            retry_after: e.retry_after,
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use patchbay_core::{ApiKeyId, Page, PageRequest, TenantId, Timestamp};
 use patchbay_vault::ApiToken;
 use serde_json::json;
 
+use super::error::ServiceError;
 use crate::auth::AuditContext;
-use crate::error::ApiError;
 use crate::state::AppState;
 
 /// A key to mint.
@@ -29,7 +29,7 @@ pub async fn create(
     ctx: &AuditContext,
     tenant: TenantId,
     input: NewKey,
-) -> Result<(ApiKey, ApiToken), ApiError> {
+) -> Result<(ApiKey, ApiToken), ServiceError> {
     let name = input
         .name
         .as_deref()
@@ -42,7 +42,7 @@ pub async fn create(
         .map(|t| check_future(t, "expires_at", at))
         .transpose()?;
     if state.store.get_tenant(tenant).await?.is_none() {
-        return Err(ApiError::not_found("tenant", &tenant.to_string()));
+        return Err(ServiceError::not_found("tenant", &tenant.to_string()));
     }
     super::quotas::check_api_keys(state, tenant).await?;
     let id = ApiKeyId::new();
@@ -53,7 +53,7 @@ pub async fn create(
         (token, hash)
     })
     .await
-    .map_err(|e| ApiError::internal(&e))?;
+    .map_err(|e| ServiceError::internal(&e))?;
     let hash = hash?;
     let key = ApiKey {
         id,
@@ -77,12 +77,12 @@ pub async fn create(
 }
 
 /// One key of the tenant.
-pub async fn get(state: &AppState, tenant: TenantId, id: ApiKeyId) -> Result<ApiKey, ApiError> {
+pub async fn get(state: &AppState, tenant: TenantId, id: ApiKeyId) -> Result<ApiKey, ServiceError> {
     state
         .store
         .get_api_key(tenant, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("API key", &id.to_string()))
+        .ok_or_else(|| ServiceError::not_found("API key", &id.to_string()))
 }
 
 /// The tenant's keys, newest first. An unknown tenant is a 404 for the admin.
@@ -90,7 +90,7 @@ pub async fn list(
     state: &AppState,
     tenant: TenantId,
     page: &PageRequest<ApiKeyId>,
-) -> Result<Page<ApiKey>, ApiError> {
+) -> Result<Page<ApiKey>, ServiceError> {
     Ok(state.store.list_api_keys(tenant, page).await?)
 }
 
@@ -100,13 +100,13 @@ pub async fn revoke(
     ctx: &AuditContext,
     tenant: TenantId,
     id: ApiKeyId,
-) -> Result<ApiKey, ApiError> {
+) -> Result<ApiKey, ServiceError> {
     let event = ctx.event(tenant, "api_key.revoked", id, json!({}));
     let key = state
         .store
         .revoke_api_key(tenant, id, now(), &event)
         .await?
-        .ok_or_else(|| ApiError::not_found("API key", &id.to_string()))?;
+        .ok_or_else(|| ServiceError::not_found("API key", &id.to_string()))?;
     state.keys.invalidate_key(id);
     Ok(key)
 }

@@ -19,11 +19,11 @@ use patchbay_vault::{DataKey, SecretContext};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
+use super::error::ServiceError;
 use super::quotas;
 use super::test_call::{self, Budget, Verdict};
 use super::{CAS_ATTEMPTS, next_updated_at};
 use crate::auth::AuditContext;
-use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The field name bound into the sealed key's associated data.
@@ -75,19 +75,19 @@ pub struct ConnectionPatch {
     pub stripe_version: Option<Option<String>>,
 }
 
-fn key_error(e: KeyError) -> ApiError {
-    ApiError::unprocessable(e.code, e.message).with_param("api_key")
+fn key_error(e: KeyError) -> ServiceError {
+    ServiceError::unprocessable(e.code, e.message).with_param("api_key")
 }
 
-fn external_id_taken(external_id: &str) -> ApiError {
-    ApiError::conflict(
+fn external_id_taken(external_id: &str) -> ServiceError {
+    ServiceError::conflict(
         "external_id_taken",
         format!("A connection with external_id '{external_id}' already exists for this tenant."),
     )
     .with_param("external_id")
 }
 
-fn store_error(e: StoreError, external_id: Option<&str>) -> ApiError {
+fn store_error(e: StoreError, external_id: Option<&str>) -> ServiceError {
     match (e, external_id) {
         (
             StoreError::Conflict {
@@ -114,8 +114,8 @@ fn context<'a>(tenant: TenantId, id: &'a str, field: &'static str) -> SecretCont
     }
 }
 
-fn not_found(id: ConnectionId) -> ApiError {
-    ApiError::not_found("connection", &id.to_string())
+fn not_found(id: ConnectionId) -> ServiceError {
+    ServiceError::not_found("connection", &id.to_string())
 }
 
 /// Creates a connection. Runs the test call first (unless told not to) and
@@ -125,7 +125,7 @@ pub async fn create(
     ctx: &AuditContext,
     tenant: TenantId,
     input: NewConnectionInput,
-) -> Result<Connection, ApiError> {
+) -> Result<Connection, ServiceError> {
     // One provider so far; a second one will make this match non-exhaustive.
     let Provider::Stripe = input.provider;
     let key = StripeKey::parse(input.api_key).map_err(key_error)?;
@@ -155,11 +155,10 @@ pub async fn create(
     {
         return Err(external_id_taken(ext));
     }
-    let data_key_record = state
-        .store
-        .tenant_data_key(tenant)
-        .await?
-        .ok_or_else(|| ApiError::internal(&format_args!("tenant {tenant} has no data key")))?;
+    let data_key_record =
+        state.store.tenant_data_key(tenant).await?.ok_or_else(|| {
+            ServiceError::internal(&format_args!("tenant {tenant} has no data key"))
+        })?;
 
     let at = now();
     let every = state.config.revalidate_every;
@@ -253,7 +252,7 @@ pub async fn get(
     state: &AppState,
     tenant: TenantId,
     id: ConnectionId,
-) -> Result<Connection, ApiError> {
+) -> Result<Connection, ServiceError> {
     state
         .store
         .get_connection(tenant, id)
@@ -267,7 +266,7 @@ pub async fn list(
     tenant: TenantId,
     filter: &ConnectionFilter,
     page: &PageRequest<ConnectionId>,
-) -> Result<Page<Connection>, ApiError> {
+) -> Result<Page<Connection>, ServiceError> {
     Ok(state.store.list_connections(tenant, filter, page).await?)
 }
 
@@ -278,7 +277,7 @@ pub async fn update(
     tenant: TenantId,
     id: ConnectionId,
     patch: ConnectionPatch,
-) -> Result<Connection, ApiError> {
+) -> Result<Connection, ServiceError> {
     let name = patch
         .name
         .map(|n| n.as_deref().map(|n| validate_name(n, "name")).transpose())
@@ -336,7 +335,7 @@ pub async fn update(
             Updated::Stale => continue,
         }
     }
-    Err(ApiError::conflict(
+    Err(ServiceError::conflict(
         "concurrent_update",
         "The connection kept changing while this update was applied; retry it.",
     ))
@@ -348,7 +347,7 @@ pub async fn delete(
     ctx: &AuditContext,
     tenant: TenantId,
     id: ConnectionId,
-) -> Result<(), ApiError> {
+) -> Result<(), ServiceError> {
     let current = get(state, tenant, id).await?;
     let event = ctx.event(
         tenant,
@@ -379,7 +378,7 @@ pub async fn open(
     state: &AppState,
     tenant: TenantId,
     id: ConnectionId,
-) -> Result<OpenedConnection, ApiError> {
+) -> Result<OpenedConnection, ServiceError> {
     let secrets = state
         .store
         .get_connection_secrets(tenant, id)
@@ -389,7 +388,7 @@ pub async fn open(
     let id_text = id.to_string();
     let text = data_key.open(context(tenant, &id_text, KEY_FIELD), &secrets.secret)?;
     let key = StripeKey::parse(text).map_err(|e| {
-        ApiError::internal(&format_args!("stored key no longer parses: {}", e.code))
+        ServiceError::internal(&format_args!("stored key no longer parses: {}", e.code))
     })?;
     Ok(OpenedConnection {
         connection: secrets.connection,
@@ -415,7 +414,7 @@ pub async fn validate(
     tenant: TenantId,
     id: ConnectionId,
     trigger: Trigger,
-) -> Result<Connection, ApiError> {
+) -> Result<Connection, ServiceError> {
     let opened = open(state, tenant, id).await?;
     let conn = &opened.connection;
     let rate = conn.id.to_string();
@@ -474,7 +473,7 @@ pub async fn rotate(
     id: ConnectionId,
     api_key: SecretString,
     options: RotateOptions,
-) -> Result<Connection, ApiError> {
+) -> Result<Connection, ServiceError> {
     let RotateOptions {
         keep_previous_for_seconds,
         allow_account_change,
@@ -493,7 +492,7 @@ pub async fn rotate(
     let conn = &opened.connection;
     if new_key.livemode() != conn.livemode {
         let mode = |live: bool| if live { "live" } else { "test" };
-        return Err(ApiError::unprocessable(
+        return Err(ServiceError::unprocessable(
             "mode_mismatch",
             format!(
                 "The new key is a {}-mode key but this connection is in {} mode; a connection's mode never changes. Create a new connection instead.",
@@ -504,7 +503,7 @@ pub async fn rotate(
         .with_param("api_key"));
     }
     if new_key.secret().expose_secret() == opened.key.secret().expose_secret() {
-        return Err(ApiError::unprocessable(
+        return Err(ServiceError::unprocessable(
             "same_key",
             "The new key is the key this connection already uses.",
         )
@@ -535,7 +534,7 @@ pub async fn rotate(
         allow_account_change,
     )
     .map_err(|refusal| {
-        ApiError::unprocessable(refusal.code, refusal.message).with_param("api_key")
+        ServiceError::unprocessable(refusal.code, refusal.message).with_param("api_key")
     })?;
 
     let at = now();
@@ -544,7 +543,7 @@ pub async fn rotate(
         .data_key
         .seal(context(tenant, &id_text, KEY_FIELD), new_key.secret())?;
     let previous = keep_previous_for_seconds
-        .map(|secs| -> Result<_, ApiError> {
+        .map(|secs| -> Result<_, ServiceError> {
             let sealed = opened.data_key.seal(
                 context(tenant, &id_text, PREVIOUS_KEY_FIELD),
                 opened.key.secret(),

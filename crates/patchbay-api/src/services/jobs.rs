@@ -19,6 +19,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
 use super::connections::{self, Trigger};
+use super::error::ErrorKind;
 use crate::auth::AuditContext;
 use crate::state::AppState;
 
@@ -219,7 +220,7 @@ async fn revalidate(state: &AppState, job: &Job) -> Result<JobOutcome, String> {
                 run_at: add_seconds(now(), state.config.revalidate_every.as_secs() as i64),
             })
         }
-        Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => Ok(JobOutcome::Done),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(JobOutcome::Done),
         Err(e) => Err(format!("{}: {}", e.code, e.message)),
     }
 }

@@ -1,9 +1,11 @@
 //! The application's use cases, between the HTTP handlers and the store, vault
-//! and Stripe client. Handlers parse and render; services decide.
+//! and Stripe client. Handlers parse and render; services decide, and say why
+//! they refuse with their own [`error::ServiceError`], free of HTTP types.
 
 pub mod api_keys;
 pub mod background;
 pub mod connections;
+pub mod error;
 pub mod jobs;
 mod quotas;
 pub mod tenants;

@@ -8,11 +8,14 @@
 
 use patchbay_core::TenantId;
 
-use crate::error::ApiError;
+use super::error::ServiceError;
 use crate::state::AppState;
 
 /// Refuses when the tenant already has as many connections as allowed.
-pub(crate) async fn check_connections(state: &AppState, tenant: TenantId) -> Result<(), ApiError> {
+pub(crate) async fn check_connections(
+    state: &AppState,
+    tenant: TenantId,
+) -> Result<(), ServiceError> {
     let limit = state.config.max_connections_per_tenant;
     let count = state.store.count_connections(tenant).await?;
     check(
@@ -25,7 +28,7 @@ pub(crate) async fn check_connections(state: &AppState, tenant: TenantId) -> Res
 }
 
 /// Refuses when the tenant already has as many unrevoked API keys as allowed.
-pub(crate) async fn check_api_keys(state: &AppState, tenant: TenantId) -> Result<(), ApiError> {
+pub(crate) async fn check_api_keys(state: &AppState, tenant: TenantId) -> Result<(), ServiceError> {
     let limit = state.config.max_api_keys_per_tenant;
     let count = state.store.count_api_keys(tenant).await?;
     check(
@@ -37,11 +40,17 @@ pub(crate) async fn check_api_keys(state: &AppState, tenant: TenantId) -> Result
     )
 }
 
-fn check(count: u64, limit: u64, what: &str, variable: &str, remedy: &str) -> Result<(), ApiError> {
+fn check(
+    count: u64,
+    limit: u64,
+    what: &str,
+    variable: &str,
+    remedy: &str,
+) -> Result<(), ServiceError> {
     if count < limit {
         return Ok(());
     }
-    Err(ApiError::conflict(
+    Err(ServiceError::conflict(
         "tenant_limit_reached",
         format!(
             "This tenant has {count} {what}; the limit is {limit} ({variable}). {remedy}, or ask the operator to raise the limit."
@@ -57,7 +66,7 @@ mod tests {
     fn the_limit_is_the_most_allowed() {
         assert!(check(1, 2, "x", "V", "R").is_ok());
         let e = check(2, 2, "connections", "PATCHBAY_X", "Delete some").unwrap_err();
-        assert_eq!(e.status.as_u16(), 409);
+        assert_eq!(e.kind, super::super::error::ErrorKind::Conflict);
         assert_eq!(e.code, "tenant_limit_reached");
         assert!(e.message.contains("PATCHBAY_X") && e.message.contains("limit is 2"));
     }

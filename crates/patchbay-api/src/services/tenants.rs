@@ -10,9 +10,9 @@ use patchbay_core::time::now;
 use patchbay_core::{Metadata, Page, PageRequest, TenantId};
 use serde_json::json;
 
+use super::error::ServiceError;
 use super::{CAS_ATTEMPTS, next_updated_at};
 use crate::auth::AuditContext;
-use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Creates a tenant and its data key.
@@ -21,7 +21,7 @@ pub async fn create(
     ctx: &AuditContext,
     name: &str,
     metadata: BTreeMap<String, String>,
-) -> Result<Tenant, ApiError> {
+) -> Result<Tenant, ServiceError> {
     let name = validate_name(name, "name")?;
     let metadata = Metadata::new(metadata, "metadata")?;
     let at = now();
@@ -48,19 +48,19 @@ pub async fn create(
 }
 
 /// One tenant.
-pub async fn get(state: &AppState, id: TenantId) -> Result<Tenant, ApiError> {
+pub async fn get(state: &AppState, id: TenantId) -> Result<Tenant, ServiceError> {
     state
         .store
         .get_tenant(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("tenant", &id.to_string()))
+        .ok_or_else(|| ServiceError::not_found("tenant", &id.to_string()))
 }
 
 /// Tenants, newest first.
 pub async fn list(
     state: &AppState,
     page: &PageRequest<TenantId>,
-) -> Result<Page<Tenant>, ApiError> {
+) -> Result<Page<Tenant>, ServiceError> {
     Ok(state.store.list_tenants(page).await?)
 }
 
@@ -81,7 +81,7 @@ pub async fn update(
     ctx: &AuditContext,
     id: TenantId,
     patch: TenantPatch,
-) -> Result<Tenant, ApiError> {
+) -> Result<Tenant, ServiceError> {
     let name = patch
         .name
         .as_deref()
@@ -127,21 +127,25 @@ pub async fn update(
                 }
                 return Ok(tenant);
             }
-            Updated::NotFound => return Err(ApiError::not_found("tenant", &id.to_string())),
+            Updated::NotFound => return Err(ServiceError::not_found("tenant", &id.to_string())),
             Updated::Stale => continue,
         }
     }
-    Err(ApiError::conflict(
+    Err(ServiceError::conflict(
         "concurrent_update",
         "The tenant kept changing while this update was applied; retry it.",
     ))
 }
 
 /// Deletes a tenant: its data key first (crypto-shred), then its keys and connections.
-pub async fn delete(state: &AppState, ctx: &AuditContext, id: TenantId) -> Result<(), ApiError> {
+pub async fn delete(
+    state: &AppState,
+    ctx: &AuditContext,
+    id: TenantId,
+) -> Result<(), ServiceError> {
     let event = ctx.event(id, "tenant.deleted", id, json!({"crypto_shredded": true}));
     if !state.store.delete_tenant(id, &event).await? {
-        return Err(ApiError::not_found("tenant", &id.to_string()));
+        return Err(ServiceError::not_found("tenant", &id.to_string()));
     }
     state.keys.invalidate_tenant(id);
     Ok(())

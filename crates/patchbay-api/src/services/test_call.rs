@@ -1,12 +1,11 @@
 //! Runs the Stripe test call and turns its outcome into what Patchbay records
 //! (a status and last error) or answers (the error a refused creation gets).
 
-use axum::http::StatusCode;
 use patchbay_core::Timestamp;
 use patchbay_core::connection::{AccountDetails, ConnectionStatus, LastError, ValidationRecord};
 use patchbay_stripe::{KeyOutcome, RateKey, StripeError, StripeKey};
 
-use crate::error::{ApiError, ErrorType};
+use super::error::{ErrorKind, ServiceError};
 use crate::state::AppState;
 
 /// What the test call established.
@@ -33,7 +32,7 @@ pub(crate) struct Refusal {
     /// What is recorded on the connection.
     pub error: LastError,
     /// What a caller waiting on a creation or rotation gets.
-    pub answer: ApiError,
+    pub answer: ServiceError,
 }
 
 /// How long the test call may take.
@@ -52,7 +51,7 @@ pub(crate) async fn run(
     stripe_version: Option<&str>,
     rate: Option<RateKey<'_>>,
     budget: Budget,
-) -> Result<Verdict, ApiError> {
+) -> Result<Verdict, ServiceError> {
     let call = state.stripe.check_key(key, None, stripe_version, rate);
     let outcome = match budget {
         Budget::Interactive => state.stripe.interactive(call).await,
@@ -69,23 +68,21 @@ pub(crate) async fn run(
             }),
             KeyOutcome::Invalid { .. } => Verdict::Refused(invalid(check.request_id)),
         }),
-        Err(StripeError::RateLimited { retry_after_ms }) => Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorType::RateLimitError,
+        Err(StripeError::RateLimited { retry_after_ms }) => Err(ServiceError::new(
+            ErrorKind::RateLimited,
             "connection_rate_limited",
             "Too many Stripe calls are queued for this connection; retry shortly.",
         )
         .with_retry_after(retry_after_ms.div_ceil(1000))),
-        Err(StripeError::DeadlineExceeded { deadline }) => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            ErrorType::ApiConnectionError,
+        Err(StripeError::DeadlineExceeded { deadline }) => Err(ServiceError::new(
+            ErrorKind::UpstreamTimeout,
             "stripe_timeout",
             format!(
                 "Stripe did not answer the test call within {} (PATCHBAY_STRIPE_INTERACTIVE_DEADLINE), retries included. Nothing was stored or changed; retry later, or send \"validate\": false to store a new connection as pending.",
                 humane(deadline)
             ),
         )),
-        Err(StripeError::InvalidRequest(detail)) => Err(ApiError::internal(&detail)),
+        Err(StripeError::InvalidRequest(detail)) => Err(ServiceError::internal(&detail)),
         Err(e) => Ok(Verdict::Refused(unknown(&e))),
     }
 }
@@ -109,7 +106,7 @@ fn request_id_note(request_id: Option<&str>) -> String {
 }
 
 fn invalid(request_id: Option<String>) -> Refusal {
-    let answer = ApiError::unprocessable(
+    let answer = ServiceError::unprocessable(
         "stripe_key_invalid",
         format!(
             "Stripe rejected this key (401): it is wrong, revoked, expired or was rolled. Nothing was stored.{}",
@@ -131,34 +128,29 @@ fn invalid(request_id: Option<String>) -> Refusal {
 
 fn unknown(e: &StripeError) -> Refusal {
     let request_id = e.request_id().map(str::to_owned);
-    let (code, status, kind, message) = match e {
+    let (code, kind, message) = match e {
         StripeError::Unreachable { message, .. } => (
             "stripe_unreachable",
-            StatusCode::BAD_GATEWAY,
-            ErrorType::ApiConnectionError,
+            ErrorKind::UpstreamFailed,
             format!("Stripe could not be reached for the test call ({message})."),
         ),
         StripeError::Api { status: 429, .. } => (
             "stripe_rate_limited",
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorType::RateLimitError,
+            ErrorKind::UpstreamRateLimited,
             "Stripe rate-limited the test call (429) even after retries.".to_owned(),
         ),
         StripeError::Api { status, .. } if *status >= 500 => (
             "stripe_unavailable",
-            StatusCode::BAD_GATEWAY,
-            ErrorType::ApiConnectionError,
+            ErrorKind::UpstreamFailed,
             format!("Stripe failed the test call with {status} even after retries."),
         ),
         other => (
             "stripe_unexpected_response",
-            StatusCode::BAD_GATEWAY,
-            ErrorType::ApiConnectionError,
+            ErrorKind::UpstreamFailed,
             format!("Stripe answered the test call in an unexpected way: {other}."),
         ),
     };
-    let mut answer = ApiError::new(
-        status,
+    let mut answer = ServiceError::new(
         kind,
         code,
         format!(
@@ -166,7 +158,7 @@ fn unknown(e: &StripeError) -> Refusal {
             request_id_note(request_id.as_deref())
         ),
     );
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if kind == ErrorKind::UpstreamRateLimited {
         answer = answer.with_retry_after(2);
     }
     Refusal {
