@@ -4,6 +4,7 @@ mod api_keys;
 mod connections;
 mod errors;
 mod isolation;
+mod key_hashes;
 mod openapi;
 mod secrets;
 mod support;

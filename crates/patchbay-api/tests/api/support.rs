@@ -7,9 +7,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use patchbay_api::clock::OffsetClock;
 use patchbay_api::{ApiConfig, AppState};
 use patchbay_stripe::{ClientConfig, RetryPolicy, StripeClient};
-use patchbay_vault::{ApiKeyHasher, Keyring, generate_master_key, verify_keyring_against_store};
+use patchbay_vault::{Keyring, generate_master_key, verify_keyring_against_store};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -40,6 +41,8 @@ pub struct TestApp {
     pub router: axum::Router,
     pub stripe: MockServer,
     pub dir: tempfile::TempDir,
+    /// The clock API-key verification reads: advance it instead of sleeping.
+    pub clock: Arc<OffsetClock>,
 }
 
 impl TestApp {
@@ -89,8 +92,9 @@ impl TestApp {
         };
         client(&mut client_config);
         let client = StripeClient::new(client_config).unwrap();
+        let clock = Arc::new(OffsetClock::default());
         let mut config = ApiConfig {
-            hasher: ApiKeyHasher::with_params(1024, 1, 1).unwrap(),
+            clock: clock.clone(),
             max_body_bytes: 64 * 1024,
             ..ApiConfig::default()
         };
@@ -109,6 +113,7 @@ impl TestApp {
             router,
             stripe,
             dir,
+            clock,
         }
     }
 
