@@ -72,7 +72,17 @@ async fn wrong_secrets_never_run_argon2_for_a_digest_stored_key() {
 
 #[tokio::test]
 async fn a_key_stored_with_argon2id_works_and_is_upgraded_to_the_digest() {
-    let app = uncached().await;
+    legacy_key_is_upgraded(uncached().await).await;
+}
+
+#[tokio::test]
+async fn a_key_stored_with_argon2id_is_upgraded_on_postgres_too() {
+    if let Some(app) = TestApp::on_postgres(|c| c.key_cache_ttl = Duration::ZERO).await {
+        legacy_key_is_upgraded(app).await;
+    }
+}
+
+async fn legacy_key_is_upgraded(app: TestApp) {
     let (tenant, _) = app.tenant(&["admin"]).await;
     let tenant: TenantId = tenant.parse().unwrap();
     let (token, phc) = insert_legacy_key(&app, tenant).await;

@@ -66,12 +66,44 @@ impl TestApp {
         .await
     }
 
+    /// The app on a fresh schema of `TEST_DATABASE_URL`'s PostgreSQL; `None`
+    /// when it is unset (an error under `CI=true`).
+    pub async fn on_postgres(tweak: impl FnOnce(&mut ApiConfig)) -> Option<Self> {
+        let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true requires TEST_DATABASE_URL"
+            );
+            eprintln!("TEST_DATABASE_URL unset: skipping the PostgreSQL run");
+            return None;
+        };
+        let schema = format!("api_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+        Some(Self::build_on(Some(url), tweak, |_| {}).await)
+    }
+
     pub async fn build(
         tweak: impl FnOnce(&mut ApiConfig),
         client: impl FnOnce(&mut ClientConfig),
     ) -> Self {
+        Self::build_on(None, tweak, client).await
+    }
+
+    /// The app on the store at `url`, or on SQLite in a temporary directory.
+    async fn build_on(
+        url: Option<String>,
+        tweak: impl FnOnce(&mut ApiConfig),
+        client: impl FnOnce(&mut ClientConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("patchbay.db").display());
+        let url =
+            url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("patchbay.db").display()));
         let store = patchbay_store::open(&url, &Default::default(), true)
             .await
             .unwrap();
