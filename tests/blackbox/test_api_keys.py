@@ -133,13 +133,11 @@ def test_admin_token_is_not_a_tenant_key(admin: Api):
     ok(admin.get("/api/v1/audit-events"))
 
 
-def test_wrong_secrets_lock_the_key_id_not_its_holder(tenant):
-    ok(tenant.api.get("/api/v1/api-keys"))  # the holder is known to the server
-    forged = Api(tenant.key[:-4] + ("AAAA" if not tenant.key.endswith("AAAA") else "BBBB"))
-    for _ in range(10):
+def test_wrong_secrets_do_not_lock_out_the_holder(admin: Api, tenant):
+    # A key this server has never verified: nothing of it is in the key cache.
+    created = ok(admin.post(f"/api/v1/tenants/{tenant.id}/api-keys", json={"scopes": ["admin"]}), 201)
+    key = created["key"]
+    forged = Api(key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB"))
+    for _ in range(15):
         error(forged.get("/api/v1/connections"), 401, "api_key_invalid")
-    r = forged.get("/api/v1/connections")
-    err = error(r, 429, "api_key_locked")
-    assert err["type"] == "rate_limit_error"
-    assert 1 <= int(r.headers["Retry-After"]) <= 60
-    ok(tenant.api.get("/api/v1/connections"))
+    ok(Api(key).get("/api/v1/connections"))

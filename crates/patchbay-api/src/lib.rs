@@ -2,6 +2,7 @@
 //! the error envelope, and the services behind the routes.
 
 pub mod auth;
+pub mod clock;
 pub mod context;
 pub mod error;
 pub mod extract;

@@ -8,11 +8,12 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use patchbay_core::Store;
 use patchbay_stripe::StripeClient;
+use patchbay_vault::Keyring;
 use patchbay_vault::api_token::token_digest;
-use patchbay_vault::{ApiKeyHasher, Keyring};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::KeyVerifier;
+use crate::clock::{Clock, SystemClock};
 use crate::metrics::HttpMetrics;
 use crate::services::jobs::{JobSettings, JobWakeup};
 
@@ -24,18 +25,19 @@ pub struct ApiConfig {
     /// Longest a request may run.
     pub request_timeout: Duration,
     /// How long a verified API key is trusted without looking at the database
-    /// again (zero disables the cache: argon2 on every request).
+    /// again (zero disables the cache: a database read on every request).
     pub key_cache_ttl: Duration,
     /// How often each connection is re-validated in the background.
     pub revalidate_every: Duration,
     /// The job worker.
     pub jobs: JobSettings,
-    /// API-key hashing parameters.
-    pub hasher: ApiKeyHasher,
     /// Most connections one tenant may have.
     pub max_connections_per_tenant: u64,
     /// Most unrevoked API keys one tenant may have.
     pub max_api_keys_per_tenant: u64,
+    /// The time API-key verification reads (key expiry, cache lifetimes);
+    /// tests move it forward instead of sleeping.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for ApiConfig {
@@ -46,9 +48,9 @@ impl Default for ApiConfig {
             key_cache_ttl: Duration::from_secs(10),
             revalidate_every: Duration::from_secs(24 * 3600),
             jobs: JobSettings::default(),
-            hasher: ApiKeyHasher::default(),
             max_connections_per_tenant: 1000,
             max_api_keys_per_tenant: 100,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -108,7 +110,7 @@ impl AppState {
         config: ApiConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
-        let keys = KeyVerifier::new(store.clone(), config.hasher.clone(), config.key_cache_ttl);
+        let keys = KeyVerifier::new(store.clone(), config.clock.clone(), config.key_cache_ttl);
         Self(Arc::new(Inner {
             admin_digest: admin_token.map(|t| token_digest(t.expose_secret())),
             keys,

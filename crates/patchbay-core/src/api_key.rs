@@ -1,5 +1,5 @@
 //! Tenant API keys: their scopes and lifecycle. The secret token itself never
-//! reaches this crate; storage keeps only an argon2id hash of it.
+//! reaches this crate; storage keeps only a SHA-256 digest of its secret.
 
 use std::fmt;
 use std::str::FromStr;
@@ -193,7 +193,8 @@ impl ApiKey {
 pub struct ApiKeyCredential {
     /// The key.
     pub key: ApiKey,
-    /// argon2id PHC string of the token's secret part.
+    /// The stored hash of the token's secret part: `sha256$<hex>`, or an
+    /// argon2id PHC string from before the digest (upgraded on first use).
     pub hash: String,
     /// The owning tenant's status.
     pub tenant_status: TenantStatus,

@@ -93,7 +93,7 @@ pub trait TenantStore: Send + Sync {
 /// Tenant API keys.
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync {
-    /// Stores a new key with the argon2id hash of its secret.
+    /// Stores a new key with the stored hash of its secret (`sha256$<hex>`).
     async fn create_api_key(&self, key: &ApiKey, hash: &str, audit: &AuditEvent)
     -> StoreResult<()>;
     /// One key of the tenant.

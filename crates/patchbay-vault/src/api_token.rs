@@ -1,14 +1,12 @@
 //! Tenant API key tokens and the platform admin token.
 //!
 //! A tenant token reads `pbk_<26-character key id>_<43-character secret>`: the
-//! public key id finds the record, the secret is checked against an argon2id hash.
-//! Tokens carry 256 bits of randomness; argon2id is still used so a stolen
-//! database does not hand out working keys cheaply.
+//! public key id finds the record, the secret is checked against its stored
+//! SHA-256 digest (see [`crate::key_hash`]). Tokens carry 256 bits of
+//! randomness, so a stolen digest cannot be turned back into a working key.
 
 use std::fmt;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use patchbay_core::ApiKeyId;
@@ -18,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::VaultError;
 use crate::error::random_bytes;
+use crate::key_hash::secret_digest;
 
 /// Prefix of tenant API keys.
 pub const TENANT_PREFIX: &str = "pbk_";
@@ -55,9 +54,14 @@ impl ApiToken {
         format!("{TENANT_PREFIX}…{}", &self.expose()[TOKEN_LEN - 4..])
     }
 
-    /// The part the hash covers.
+    /// The part the stored digest covers.
     pub fn secret_part(&self) -> &str {
         &self.expose()[TOKEN_LEN - SECRET_LEN..]
+    }
+
+    /// What the store keeps for this token: `sha256$<hex>` of its secret part.
+    pub fn stored_hash(&self) -> String {
+        secret_digest(self.secret_part())
     }
 }
 
@@ -88,67 +92,10 @@ pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// argon2id hashing of token secrets.
-#[derive(Clone)]
-pub struct ApiKeyHasher {
-    argon: Argon2<'static>,
-}
-
-impl fmt::Debug for ApiKeyHasher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = self.argon.params();
-        write!(
-            f,
-            "ApiKeyHasher(argon2id m={} t={} p={})",
-            p.m_cost(),
-            p.t_cost(),
-            p.p_cost()
-        )
-    }
-}
-
-impl Default for ApiKeyHasher {
-    /// OWASP's recommended argon2id parameters: 19 MiB, 2 passes, 1 lane.
-    fn default() -> Self {
-        Self::with_params(19 * 1024, 2, 1).expect("OWASP parameters are valid")
-    }
-}
-
-impl ApiKeyHasher {
-    /// Hasher with explicit memory (KiB), passes and lanes.
-    pub fn with_params(m_cost: u32, t_cost: u32, p_cost: u32) -> Result<Self, VaultError> {
-        let params = Params::new(m_cost, t_cost, p_cost, None)
-            .map_err(|e| VaultError::Hash(e.to_string()))?;
-        Ok(Self {
-            argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-        })
-    }
-
-    /// PHC string of a token's secret part. CPU-heavy: call from a blocking thread.
-    pub fn hash(&self, token: &ApiToken) -> Result<String, VaultError> {
-        let salt = random_bytes::<16>()?;
-        let salt = argon2::password_hash::phc::Salt::new(&salt)
-            .map_err(|e| VaultError::Hash(e.to_string()))?;
-        self.argon
-            .hash_password_with_salt(token.secret_part().as_bytes(), salt.as_ref())
-            .map(|h| h.to_string())
-            .map_err(|e| VaultError::Hash(e.to_string()))
-    }
-
-    /// Whether `secret` matches the stored PHC string. CPU-heavy: call from a blocking thread.
-    pub fn verify(&self, secret: &str, phc: &str) -> Result<bool, VaultError> {
-        let hash = PasswordHash::new(phc).map_err(|e| VaultError::Hash(e.to_string()))?;
-        Ok(self.argon.verify_password(secret.as_bytes(), &hash).is_ok())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cheap() -> ApiKeyHasher {
-        ApiKeyHasher::with_params(1024, 1, 1).unwrap()
-    }
+    use crate::key_hash::StoredKeyHash;
 
     #[test]
     fn tokens_parse_back_to_their_key_id() {
@@ -175,23 +122,15 @@ mod tests {
     }
 
     #[test]
-    fn hash_verifies_only_the_right_secret() {
-        let hasher = cheap();
+    fn the_stored_hash_matches_only_the_tokens_secret() {
         let token = ApiToken::generate(ApiKeyId::new()).unwrap();
-        let phc = hasher.hash(&token).unwrap();
-        assert!(phc.starts_with("$argon2id$"));
-        assert!(!phc.contains(token.secret_part()));
-        assert!(hasher.verify(token.secret_part(), &phc).unwrap());
+        let stored = token.stored_hash();
+        assert!(stored.starts_with("sha256$"));
+        assert!(!stored.contains(token.secret_part()));
+        let parsed = StoredKeyHash::parse(&stored).unwrap();
+        assert!(parsed.matches_digest(token.secret_part()));
         let other = ApiToken::generate(ApiKeyId::new()).unwrap();
-        assert!(!hasher.verify(other.secret_part(), &phc).unwrap());
-        assert!(hasher.verify(token.secret_part(), "not a phc").is_err());
-    }
-
-    #[test]
-    fn default_parameters_are_owasp() {
-        assert_eq!(
-            format!("{:?}", ApiKeyHasher::default()),
-            "ApiKeyHasher(argon2id m=19456 t=2 p=1)"
-        );
+        assert!(!parsed.matches_digest(other.secret_part()));
+        assert_ne!(stored, other.stored_hash());
     }
 }

@@ -1,5 +1,6 @@
 //! The vault: every credential Patchbay stores is sealed here with AES-256-GCM
-//! envelope encryption, and tenant API keys are hashed here with argon2id.
+//! envelope encryption, and tenant API keys are digested here (SHA-256; argon2id
+//! only to verify hashes stored before the digest, see [`key_hash`]).
 //!
 //! Layout: a [`Keyring`] of master keys (from configuration, never the database)
 //! wraps one data key per tenant; a [`DataKey`] seals that tenant's secrets with
@@ -12,12 +13,13 @@ pub mod api_token;
 mod data_key;
 mod error;
 mod format;
+pub mod key_hash;
 mod keyring;
 pub mod rotation;
 pub mod session_token;
 mod startup;
 
-pub use api_token::{ApiKeyHasher, ApiToken};
+pub use api_token::ApiToken;
 pub use data_key::{DataKey, SecretContext};
 pub use error::VaultError;
 pub use keyring::{Keyring, MasterKeyId, generate_master_key};

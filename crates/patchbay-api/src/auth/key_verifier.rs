@@ -1,31 +1,29 @@
-//! Verifies tenant API keys. argon2id runs only on a cache miss, in a blocking
-//! thread, a few at a time; a verified key is then trusted for a short TTL by
-//! comparing the SHA-256 of the presented token. Revoking a key or disabling a
-//! tenant evicts it from this replica's cache at once; other replicas notice
-//! within the TTL. Repeated wrong secrets for one key id lock that id for a
-//! while (see [`super::failed_attempts`]).
+//! Verifies tenant API keys. The key id in the token finds the record; the
+//! SHA-256 of the secret is compared in constant time with the stored digest:
+//! microseconds, so a wrong secret costs no more than a right one and nothing
+//! needs throttling. A verified key is then trusted for a short TTL by comparing
+//! the SHA-256 of the whole presented token, which saves the database read.
+//! Revoking a key or disabling a tenant evicts it from this replica's cache at
+//! once; other replicas notice within the TTL. Keys stored before the digest
+//! are checked with argon2id once and upgraded (see [`super::legacy_hash`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use parking_lot::RwLock;
 use patchbay_core::api_key::KeyState;
 use patchbay_core::tenant::TenantStatus;
-use patchbay_core::time::now;
 use patchbay_core::{ApiKeyId, Store, StoreError, TenantId, Timestamp};
-use patchbay_vault::ApiKeyHasher;
 use patchbay_vault::api_token::{parse_tenant_token, token_digest};
-use secrecy::{ExposeSecret, SecretString};
+use patchbay_vault::key_hash::StoredKeyHash;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
 use super::TenantPrincipal;
-use super::failed_attempts::FailedAttempts;
+use super::legacy_hash::LegacyHashes;
 use super::usage::UsageRecorder;
-use crate::error::{ApiError, ErrorType};
+use crate::clock::Clock;
+use crate::error::ApiError;
 
 /// Why a key was refused.
 #[derive(Debug)]
@@ -38,11 +36,9 @@ pub enum AuthFailure {
     Expired,
     /// The tenant is disabled.
     TenantDisabled,
-    /// Too many wrong secrets for this key id lately; retry after this long.
-    Locked(Duration),
     /// The database failed.
     Store(StoreError),
-    /// Hashing failed (a corrupt stored hash).
+    /// A stored hash in no known format, or a failed legacy verification.
     Internal(String),
 }
 
@@ -63,39 +59,15 @@ impl From<AuthFailure> for ApiError {
                 "tenant_disabled",
                 "This tenant is disabled; its API keys are refused until the platform admin enables it.",
             ),
-            AuthFailure::Locked(wait) => {
-                let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ErrorType::RateLimitError,
-                    "api_key_locked",
-                    format!(
-                        "Too many requests with a wrong secret for this API key id; it is refused on this server for {seconds} more seconds. Check that the key was copied whole."
-                    ),
-                )
-                .with_retry_after(seconds)
-            }
             AuthFailure::Store(e) => e.into(),
             AuthFailure::Internal(detail) => ApiError::internal(&detail),
         }
     }
 }
 
-/// What the cache knows about a presented token.
-enum Cached {
-    /// Verified within the TTL: trust it.
-    Fresh(TenantPrincipal),
-    /// Verified before against `hash`; re-read the key's state.
-    Stale { hash: String },
-    /// Never verified (or another token with the same key id).
-    Miss,
-}
-
 struct Entry {
-    /// SHA-256 of the token that passed argon2id.
+    /// SHA-256 of the token that was verified.
     digest: [u8; 32],
-    /// The PHC hash it passed against.
-    hash: String,
     principal: TenantPrincipal,
     expires_at: Option<Timestamp>,
     trusted_until: Instant,
@@ -104,11 +76,10 @@ struct Entry {
 /// See the module documentation.
 pub struct KeyVerifier {
     store: Arc<dyn Store>,
-    hasher: ApiKeyHasher,
+    clock: Arc<dyn Clock>,
     ttl: Duration,
     cache: RwLock<HashMap<ApiKeyId, Entry>>,
-    hashing: Semaphore,
-    failures: FailedAttempts,
+    legacy: LegacyHashes,
     usage: UsageRecorder,
 }
 
@@ -121,21 +92,19 @@ impl std::fmt::Debug for KeyVerifier {
     }
 }
 
-/// Entries beyond this are dropped wholesale; a cold cache costs one argon2 per key.
+/// Entries beyond this are dropped wholesale; a cold cache costs one database read per key.
 const MAX_ENTRIES: usize = 100_000;
 
 impl KeyVerifier {
-    /// A verifier trusting verified keys for `ttl` (zero: never cache).
-    pub fn new(store: Arc<dyn Store>, hasher: ApiKeyHasher, ttl: Duration) -> Self {
-        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    /// A verifier trusting verified keys for `ttl` (zero: never cache), reading `clock`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
         Self {
             usage: UsageRecorder::new(store.clone()),
             store,
-            hasher,
+            clock,
             ttl,
             cache: RwLock::new(HashMap::new()),
-            hashing: Semaphore::new(parallel.max(2)),
-            failures: FailedAttempts::default(),
+            legacy: LegacyHashes::new(),
         }
     }
 
@@ -144,27 +113,22 @@ impl KeyVerifier {
         &self.usage
     }
 
+    /// How many argon2id verifications this verifier has started: only keys
+    /// still stored with a legacy argon2id hash ever cause one.
+    pub fn legacy_verifications(&self) -> u64 {
+        self.legacy.runs()
+    }
+
     /// Verifies a presented token.
     pub async fn verify(&self, token: &str) -> Result<TenantPrincipal, AuthFailure> {
         let (key_id, secret) = parse_tenant_token(token).ok_or(AuthFailure::Invalid)?;
         let digest = token_digest(token);
-        let at = now();
-        let proven_hash = match self.lookup(key_id, &digest, at) {
-            Cached::Fresh(principal) => {
-                self.usage.record(principal.tenant_id, key_id, at);
-                return Ok(principal);
-            }
-            Cached::Stale { hash } => Some(hash),
-            Cached::Miss => {
-                self.failures
-                    .check(key_id, Instant::now())
-                    .map_err(AuthFailure::Locked)?;
-                None
-            }
-        };
-        let result = self
-            .verify_against_store(key_id, secret, digest, proven_hash, at)
-            .await;
+        let at = self.clock.now();
+        if let Some(principal) = self.cached(key_id, &digest, at) {
+            self.usage.record(principal.tenant_id, key_id, at);
+            return Ok(principal);
+        }
+        let result = self.verify_against_store(key_id, secret, digest, at).await;
         match &result {
             Ok(principal) => self.usage.record(principal.tenant_id, key_id, at),
             // The token matched but the key may no longer be used. A token that
@@ -177,16 +141,12 @@ impl KeyVerifier {
         result
     }
 
-    /// Reads the key and checks it. argon2id runs unless this very token already
-    /// passed it against this very hash (a stale cache entry with the same
-    /// digest): a refresh then costs one read, not a hash, so the whole herd of
-    /// requests arriving when an entry expires does not queue behind argon2.
+    /// Reads the key and checks the secret, then the key's state.
     async fn verify_against_store(
         &self,
         key_id: ApiKeyId,
         secret: &str,
         digest: [u8; 32],
-        proven_hash: Option<String>,
         at: Timestamp,
     ) -> Result<TenantPrincipal, AuthFailure> {
         let credential = self
@@ -196,31 +156,17 @@ impl KeyVerifier {
             .map_err(AuthFailure::Store)?
             .ok_or(AuthFailure::Invalid)?;
         // The secret is checked before anything about the key is revealed.
-        if proven_hash.as_deref() != Some(credential.hash.as_str()) {
-            let permit = self
-                .hashing
-                .acquire()
-                .await
-                .map_err(|e| AuthFailure::Internal(e.to_string()))?;
-            let hasher = self.hasher.clone();
-            let secret = SecretString::from(secret);
-            let hash = credential.hash.clone();
-            let matches =
-                tokio::task::spawn_blocking(move || hasher.verify(secret.expose_secret(), &hash))
-                    .await
-                    .map_err(|e| AuthFailure::Internal(e.to_string()))?
-                    .map_err(|e| AuthFailure::Internal(e.to_string()))?;
-            drop(permit);
-            if !matches {
-                if self.failures.record(key_id, Instant::now()) {
-                    tracing::warn!(
-                        %key_id,
-                        "API key id locked for a minute after repeated wrong secrets"
-                    );
-                }
-                return Err(AuthFailure::Invalid);
+        let matches = match StoredKeyHash::parse(&credential.hash) {
+            Ok(stored @ StoredKeyHash::Sha256(_)) => stored.matches_digest(secret),
+            Ok(StoredKeyHash::LegacyArgon2id(_)) => {
+                self.legacy
+                    .verify_and_upgrade(self.store.as_ref(), &credential, secret)
+                    .await?
             }
-            self.failures.clear(key_id);
+            Err(e) => return Err(AuthFailure::Internal(format!("API key {key_id}: {e}"))),
+        };
+        if !matches {
+            return Err(AuthFailure::Invalid);
         }
         match credential.key.state(at) {
             KeyState::Revoked => return Err(AuthFailure::Revoked),
@@ -244,31 +190,28 @@ impl KeyVerifier {
                 key_id,
                 Entry {
                     digest,
-                    hash: credential.hash,
                     principal: principal.clone(),
                     expires_at: credential.key.expires_at,
-                    trusted_until: Instant::now() + self.ttl,
+                    trusted_until: self.clock.instant() + self.ttl,
                 },
             );
         }
         Ok(principal)
     }
 
-    fn lookup(&self, key_id: ApiKeyId, digest: &[u8; 32], at: Timestamp) -> Cached {
+    /// The principal of a token verified within the TTL, if this is one.
+    fn cached(
+        &self,
+        key_id: ApiKeyId,
+        digest: &[u8; 32],
+        at: Timestamp,
+    ) -> Option<TenantPrincipal> {
         let cache = self.cache.read();
-        let Some(entry) = cache.get(&key_id) else {
-            return Cached::Miss;
-        };
-        if !bool::from(entry.digest.ct_eq(digest)) {
-            return Cached::Miss;
-        }
-        if entry.trusted_until > Instant::now() && entry.expires_at.is_none_or(|e| e > at) {
-            Cached::Fresh(entry.principal.clone())
-        } else {
-            Cached::Stale {
-                hash: entry.hash.clone(),
-            }
-        }
+        let entry = cache.get(&key_id)?;
+        let fresh = bool::from(entry.digest.ct_eq(digest))
+            && entry.trusted_until > self.clock.instant()
+            && entry.expires_at.is_none_or(|e| e > at);
+        fresh.then(|| entry.principal.clone())
     }
 
     /// Forgets one key (after revocation).

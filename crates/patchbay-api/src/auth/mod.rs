@@ -2,8 +2,8 @@
 //! read from `x-api-key` or `Authorization: Bearer` (or Basic with the key as
 //! user name, as Stripe accepts). Extractors for routes that need one or the other.
 
-mod failed_attempts;
 mod key_verifier;
+mod legacy_hash;
 mod usage;
 
 use axum::extract::FromRequestParts;

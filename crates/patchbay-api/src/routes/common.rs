@@ -87,10 +87,6 @@ pub enum StandardErrors {
     /// The key lacks a scope, belongs to a disabled tenant, or is the wrong kind of credential.
     #[response(status = 403)]
     Forbidden(ErrorResponse),
-    /// Too many requests: after repeated wrong secrets for one API key id, that id
-    /// is refused for up to a minute (`Retry-After` says how long).
-    #[response(status = 429)]
-    TooManyRequests(ErrorResponse),
     /// The database is not answering.
     #[response(status = 503)]
     Unavailable(ErrorResponse),

@@ -226,8 +226,8 @@ fn audit(tenant: &TenantPrincipal, request_id: &RequestId) -> AuditContext {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum StripeFailures {
-    /// Too many requests: Stripe calls queued for this connection, or repeated wrong
-    /// secrets for the API key id (`Retry-After` says how long to wait).
+    /// Too many requests: Stripe calls queued for this connection (`Retry-After`
+    /// says how long to wait).
     #[response(status = 429)]
     TooMany(ErrorResponse),
     /// Stripe could not be reached or failed; nothing was stored.
@@ -385,7 +385,7 @@ pub async fn delete_connection(
     responses(
         (status = 200, description = "The connection with the new status; a failed test call is recorded, not an error", body = ConnectionObject),
         StandardErrors, NotFound,
-        (status = 429, description = "Too many requests: Stripe calls queued for this connection, or repeated wrong secrets for the API key id (`Retry-After` says how long to wait)", body = ErrorResponse),
+        (status = 429, description = "Too many requests: Stripe calls queued for this connection (`Retry-After` says how long to wait)", body = ErrorResponse),
         (status = 504, description = "Stripe gave no answer within the interactive deadline (`stripe_timeout`); nothing was recorded", body = ErrorResponse),
     ))]
 pub async fn validate_connection(

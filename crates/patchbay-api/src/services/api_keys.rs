@@ -1,5 +1,5 @@
-//! Tenant API keys: minted with a secret shown once, stored as argon2id hashes,
-//! revoked at once on this replica.
+//! Tenant API keys: minted with a secret shown once, stored as the SHA-256 digest
+//! of that secret, revoked at once on this replica.
 
 use patchbay_core::api_key::{ApiKey, Scope, Scopes};
 use patchbay_core::tenant::validate_name;
@@ -47,14 +47,7 @@ pub async fn create(
     super::quotas::check_api_keys(state, tenant).await?;
     let id = ApiKeyId::new();
     let token = ApiToken::generate(id)?;
-    let hasher = state.config.hasher.clone();
-    let (token, hash) = tokio::task::spawn_blocking(move || {
-        let hash = hasher.hash(&token);
-        (token, hash)
-    })
-    .await
-    .map_err(|e| ServiceError::internal(&e))?;
-    let hash = hash?;
+    let hash = token.stored_hash();
     let key = ApiKey {
         id,
         tenant_id: tenant,

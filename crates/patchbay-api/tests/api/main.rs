@@ -6,6 +6,7 @@ mod connections;
 mod errors;
 mod headers;
 mod isolation;
+mod key_hashes;
 mod openapi;
 mod postgres;
 mod quotas;

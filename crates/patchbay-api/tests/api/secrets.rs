@@ -74,10 +74,7 @@ async fn a_dump_holds_no_plaintext_secret_on_postgres() {
         Arc::new(keyring),
         app.state.stripe.clone(),
         Some(&secrecy::SecretString::from(ADMIN)),
-        patchbay_api::ApiConfig {
-            hasher: patchbay_vault::ApiKeyHasher::with_params(1024, 1, 1).unwrap(),
-            ..Default::default()
-        },
+        patchbay_api::ApiConfig::default(),
         None,
     );
     let pg_app = TestApp {

@@ -7,9 +7,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use patchbay_api::clock::OffsetClock;
 use patchbay_api::{ApiConfig, AppState};
 use patchbay_stripe::{ClientConfig, RetryPolicy, StripeClient};
-use patchbay_vault::{ApiKeyHasher, Keyring, generate_master_key, verify_keyring_against_store};
+use patchbay_vault::{Keyring, generate_master_key, verify_keyring_against_store};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -40,6 +41,8 @@ pub struct TestApp {
     pub router: axum::Router,
     pub stripe: MockServer,
     pub dir: tempfile::TempDir,
+    /// The clock API-key verification reads: advance it instead of sleeping.
+    pub clock: Arc<OffsetClock>,
 }
 
 impl TestApp {
@@ -63,12 +66,44 @@ impl TestApp {
         .await
     }
 
+    /// The app on a fresh schema of `TEST_DATABASE_URL`'s PostgreSQL; `None`
+    /// when it is unset (an error under `CI=true`).
+    pub async fn on_postgres(tweak: impl FnOnce(&mut ApiConfig)) -> Option<Self> {
+        let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true requires TEST_DATABASE_URL"
+            );
+            eprintln!("TEST_DATABASE_URL unset: skipping the PostgreSQL run");
+            return None;
+        };
+        let schema = format!("api_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+        Some(Self::build_on(Some(url), tweak, |_| {}).await)
+    }
+
     pub async fn build(
         tweak: impl FnOnce(&mut ApiConfig),
         client: impl FnOnce(&mut ClientConfig),
     ) -> Self {
+        Self::build_on(None, tweak, client).await
+    }
+
+    /// The app on the store at `url`, or on SQLite in a temporary directory.
+    async fn build_on(
+        url: Option<String>,
+        tweak: impl FnOnce(&mut ApiConfig),
+        client: impl FnOnce(&mut ClientConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("patchbay.db").display());
+        let url =
+            url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("patchbay.db").display()));
         let store = patchbay_store::open(&url, &Default::default(), true)
             .await
             .unwrap();
@@ -89,8 +124,9 @@ impl TestApp {
         };
         client(&mut client_config);
         let client = StripeClient::new(client_config).unwrap();
+        let clock = Arc::new(OffsetClock::default());
         let mut config = ApiConfig {
-            hasher: ApiKeyHasher::with_params(1024, 1, 1).unwrap(),
+            clock: clock.clone(),
             max_body_bytes: 64 * 1024,
             ..ApiConfig::default()
         };
@@ -109,6 +145,7 @@ impl TestApp {
             router,
             stripe,
             dir,
+            clock,
         }
     }
 
