@@ -261,35 +261,18 @@ impl From<ServiceError> for ApiError {
 
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
-        Self::unprocessable(e.code, e.message).with_param(e.param)
+        ServiceError::from(e).into()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict { field } => Self::conflict(
-                "resource_conflict",
-                format!("{field} is already in use by another record."),
-            )
-            .with_param(field),
-            StoreError::Unavailable(detail) => {
-                error!(error = %detail, "database unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorType::ApiError,
-                    "database_unavailable",
-                    "The database is not answering; retry shortly.",
-                )
-                .with_retry_after(2)
-            }
-            StoreError::Internal(detail) => Self::internal(&detail),
-        }
+        ServiceError::from(e).into()
     }
 }
 
 impl From<patchbay_vault::VaultError> for ApiError {
     fn from(e: patchbay_vault::VaultError) -> Self {
-        Self::internal(&e)
+        ServiceError::from(e).into()
     }
 }
