@@ -267,6 +267,10 @@ pub trait JobStore: Send + Sync {
         outcome: &JobOutcome,
         now: Timestamp,
     ) -> StoreResult<bool>;
+    /// Gives back a claimed job that was never started (its worker is
+    /// stopping): queued again at once, the claim's attempt not counted. Only
+    /// with the current lease token. True if applied.
+    async fn release_job(&self, id: JobId, lease_token: Uuid, now: Timestamp) -> StoreResult<bool>;
     /// The jobs of `kind` about `subject`, oldest first (operators and tests).
     async fn system_jobs_for_subject(&self, kind: &str, subject: Uuid) -> StoreResult<Vec<Job>>;
 }

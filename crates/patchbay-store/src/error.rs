@@ -23,11 +23,15 @@ const UNIQUE: &[Unique] = &[
         field: "external_id",
     },
     Unique {
-        name: "jobs_dedupe_key",
-        sqlite_columns: "jobs.dedupe_key",
-        field: "dedupe_key",
+        name: "jobs_pending_subject",
+        sqlite_columns: "jobs.kind, jobs.subject_id",
+        field: "subject_id",
     },
 ];
+
+pub(crate) fn unique_constraint_names() -> impl Iterator<Item = &'static str> {
+    UNIQUE.iter().map(|u| u.name)
+}
 
 /// The field a unique violation is about: a known constraint's field, `id` for
 /// primary keys, `None` for anything unknown (a bug to surface, not to guess).

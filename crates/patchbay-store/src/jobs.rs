@@ -125,6 +125,28 @@ for_each_engine! {
             Ok(finished == 1)
         }
 
+        async fn release_job(
+            &self,
+            id: JobId,
+            lease_token: Uuid,
+            now: Timestamp,
+        ) -> StoreResult<bool> {
+            let released = sqlx::query(
+                "UPDATE jobs SET status = 'queued', \
+                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $3 \
+                 WHERE id = $1 AND lease_token = $2 AND status = 'running'",
+            )
+            .bind(id.uuid())
+            .bind(lease_token)
+            .bind(DbTime(now))
+            .execute(self.writer())
+            .await
+            .map_err(map)?
+            .rows_affected();
+            Ok(released == 1)
+        }
+
         async fn system_jobs_for_subject(&self, kind: &str, subject: Uuid) -> StoreResult<Vec<Job>> {
             let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE kind = $1 AND subject_id = $2 ORDER BY id"

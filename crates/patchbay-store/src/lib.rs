@@ -89,6 +89,12 @@ pub async fn open(
     Ok(store)
 }
 
+/// The names of the unique constraints the store maps to API fields (the
+/// schema test checks that both migration folders define each).
+pub fn known_unique_constraints() -> impl Iterator<Item = &'static str> {
+    error::unique_constraint_names()
+}
+
 /// Whether a URL names PostgreSQL.
 pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")

@@ -1180,6 +1180,18 @@ conformance! {
             .unwrap()
             .remove(0);
         assert_eq!(fourth.job.id, job.id);
+        // Released unstarted (its worker is stopping): queued again at once,
+        // the attempt not counted; the old token is then worthless.
+        assert!(s.release_job(job.id, fourth.lease_token, next).await.unwrap());
+        assert!(!s.release_job(job.id, fourth.lease_token, next).await.unwrap());
+        let stored = &s.system_jobs_for_subject("test.work", subject).await.unwrap()[0];
+        assert_eq!((stored.status, stored.attempts), (JobStatus::Queued, 0));
+        let fourth = s
+            .system_claim_jobs(&claim_at("w1", next, 30, 1))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!((fourth.job.id, fourth.job.attempts), (job.id, 1));
         assert!(
             s.finish_job(job.id, fourth.lease_token, &JobOutcome::Done, next)
                 .await

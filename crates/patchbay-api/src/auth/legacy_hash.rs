@@ -5,6 +5,7 @@
 //! the key never reaches argon2id again. A key still holding an argon2id hash
 //! is one that has not been used since the upgrade.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use patchbay_core::Store;
@@ -18,7 +19,7 @@ use super::AuthFailure;
 /// Verifies legacy argon2id hashes and upgrades them.
 #[derive(Debug)]
 pub(super) struct LegacyHashes {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     runs: AtomicU64,
 }
 
@@ -26,7 +27,7 @@ impl LegacyHashes {
     pub(super) fn new() -> Self {
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            permits: Semaphore::new(parallel),
+            permits: Arc::new(Semaphore::new(parallel)),
             runs: AtomicU64::new(0),
         }
     }
@@ -45,21 +46,24 @@ impl LegacyHashes {
         secret: &str,
     ) -> Result<bool, AuthFailure> {
         let digest = secret_digest(secret);
-        let permit = self
-            .permits
-            .acquire()
+        // The permit moves into the blocking task: a caller that gives up (a
+        // dropped connection, a timeout) does not free its place while the
+        // argon2id run it started goes on.
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
             .map_err(|e| AuthFailure::Internal(e.to_string()))?;
         self.runs.fetch_add(1, Ordering::Relaxed);
         let secret = SecretString::from(secret);
         let phc = credential.hash.clone();
         let matches = tokio::task::spawn_blocking(move || {
-            verify_legacy_argon2id(secret.expose_secret(), &phc)
+            let matches = verify_legacy_argon2id(secret.expose_secret(), &phc);
+            drop(permit);
+            matches
         })
         .await
         .map_err(|e| AuthFailure::Internal(e.to_string()))?
         .map_err(|e| AuthFailure::Internal(e.to_string()))?;
-        drop(permit);
         if matches {
             let key = &credential.key;
             match store

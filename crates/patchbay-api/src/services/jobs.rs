@@ -13,7 +13,7 @@ use futures::StreamExt;
 use patchbay_core::job::{
     ClaimRequest, ClaimedJob, Job, JobOutcome, NewJob, SYSTEM_SUBJECT, kinds,
 };
-use patchbay_core::time::{add_seconds, now};
+use patchbay_core::time::now;
 use patchbay_core::{ConnectionId, TenantId, Timestamp};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
@@ -103,12 +103,24 @@ pub async fn ensure_recurring(state: &AppState) {
     }
 }
 
-/// Runs the worker until `stopped` turns true; a job in progress finishes first.
+/// How often the deployment-wide recurring jobs are re-ensured, so that one
+/// buried after a crash loop comes back without a restart.
+const ENSURE_RECURRING_EVERY: Duration = Duration::from_secs(600);
+
+/// Runs the worker until `stopped` turns true. It claims only as many jobs as
+/// it can start at once (a claimed job's lease runs from the claim), and a job
+/// claimed but not started when the stop comes is released, not left to its
+/// lease. Each job runs in its own task, so a panic ends that job only.
 pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     ensure_recurring(&state).await;
+    let mut ensured_at = tokio::time::Instant::now();
     let settings = state.config.jobs.clone();
-    let limit = (settings.concurrency.max(1) * 2) as u32;
+    let limit = settings.concurrency.max(1);
     loop {
+        if ensured_at.elapsed() >= ENSURE_RECURRING_EVERY {
+            ensure_recurring(&state).await;
+            ensured_at = tokio::time::Instant::now();
+        }
         loop {
             if *stopped.borrow() {
                 return;
@@ -117,8 +129,8 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
             let claim = ClaimRequest {
                 owner: settings.owner.clone(),
                 now: at,
-                lease_until: add_seconds(at, settings.lease.as_secs().max(1) as i64),
-                limit,
+                lease_until: add_millis(at, settings.lease.as_millis()),
+                limit: limit as u32,
             };
             let claimed = match state.store.system_claim_jobs(&claim).await {
                 Ok(claimed) => claimed,
@@ -129,12 +141,22 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
             };
             let count = claimed.len();
             futures::stream::iter(claimed)
-                .for_each_concurrent(settings.concurrency.max(1), |claimed| {
+                .for_each_concurrent(limit, |claimed| {
                     let state = state.clone();
-                    async move { run_one(&state, claimed).await }
+                    let stopped = stopped.clone();
+                    async move {
+                        if *stopped.borrow() {
+                            release(&state, &claimed).await;
+                            return;
+                        }
+                        let id = claimed.job.id;
+                        if let Err(e) = tokio::spawn(run_one(state, claimed)).await {
+                            warn!(job = %id, error = %e, "a job's task failed; the job runs again after its lease");
+                        }
+                    }
                 })
                 .await;
-            if count < limit as usize {
+            if count < limit {
                 break;
             }
         }
@@ -146,8 +168,25 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-async fn run_one(state: &AppState, claimed: ClaimedJob) {
+async fn release(state: &AppState, claimed: &ClaimedJob) {
+    if let Err(e) = state
+        .store
+        .release_job(claimed.job.id, claimed.lease_token, now())
+        .await
+    {
+        warn!(job = %claimed.job.id, error = %e, "could not release an unstarted job; it runs after its lease");
+    }
+}
+
+fn add_millis(at: Timestamp, millis: u128) -> Timestamp {
+    let millis = i64::try_from(millis).unwrap_or(i64::MAX);
+    at.checked_add_signed(chrono::TimeDelta::milliseconds(millis))
+        .unwrap_or(Timestamp::MAX_UTC)
+}
+
+async fn run_one(state: AppState, claimed: ClaimedJob) {
     let ClaimedJob { job, lease_token } = claimed;
+    let state = &state;
     debug!(job = %job.id, kind = %job.kind, attempt = job.attempts, "running job");
     let outcome = dispatch(state, &job).await;
     if let JobOutcome::Retry { error, .. } | JobOutcome::Dead { error } = &outcome {
@@ -170,12 +209,40 @@ async fn run_one(state: &AppState, claimed: ClaimedJob) {
     }
 }
 
-/// Runs one attempt of `job` and says what should happen next.
+/// Runs one attempt of `job` and says what should happen next. Recurring
+/// jobs never end dead: when their attempts run out they are rescheduled for
+/// their next regular run instead.
 pub async fn dispatch(state: &AppState, job: &Job) -> JobOutcome {
+    let outcome = attempt(state, job).await;
+    let interval = match job.kind.as_str() {
+        kinds::CONNECTION_REVALIDATE => Some(state.config.revalidate_every),
+        kinds::PURGE_PREVIOUS_KEYS => Some(PURGE_EVERY),
+        _ => None,
+    };
+    settle(outcome, job, interval, now())
+}
+
+/// A recurring job's last failed attempt becomes its next regular run.
+fn settle(outcome: JobOutcome, job: &Job, interval: Option<Duration>, at: Timestamp) -> JobOutcome {
+    match (outcome, interval) {
+        (JobOutcome::Retry { error, .. }, Some(every)) if job.attempts >= job.max_attempts => {
+            warn!(job = %job.id, kind = %job.kind, %error, "a recurring job failed every attempt; trying again at its next run");
+            JobOutcome::Reschedule {
+                run_at: add_millis(at, every.as_millis()),
+            }
+        }
+        (outcome, _) => outcome,
+    }
+}
+
+/// How often replaced keys past their grace period are looked for.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+async fn attempt(state: &AppState, job: &Job) -> JobOutcome {
     let retry = |error: String| JobOutcome::Retry {
-        run_at: add_seconds(
+        run_at: add_millis(
             now(),
-            backoff(&state.config.jobs, job.attempts, random_unit()).as_secs() as i64,
+            backoff(&state.config.jobs, job.attempts, random_unit()).as_millis(),
         ),
         error,
     };
@@ -191,7 +258,7 @@ pub async fn dispatch(state: &AppState, job: &Job) -> JobOutcome {
                         );
                     }
                     JobOutcome::Reschedule {
-                        run_at: add_seconds(now(), 60),
+                        run_at: add_millis(now(), PURGE_EVERY.as_millis()),
                     }
                 }
                 Err(e) => retry(e.to_string()),
@@ -217,7 +284,7 @@ async fn revalidate(state: &AppState, job: &Job) -> Result<JobOutcome, String> {
         Ok(c) => {
             info!(connection = %id, status = c.status.as_str(), "re-validated");
             Ok(JobOutcome::Reschedule {
-                run_at: add_seconds(now(), state.config.revalidate_every.as_secs() as i64),
+                run_at: add_millis(now(), state.config.revalidate_every.as_millis()),
             })
         }
         Err(e) if e.kind == ErrorKind::NotFound => Ok(JobOutcome::Done),
@@ -228,6 +295,44 @@ async fn revalidate(state: &AppState, job: &Job) -> Result<JobOutcome, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recurring_job_out_of_attempts_is_rescheduled_not_buried() {
+        let at = now();
+        let mut job = Job {
+            id: patchbay_core::JobId::new(),
+            kind: kinds::CONNECTION_REVALIDATE.into(),
+            subject: uuid::Uuid::nil(),
+            tenant_id: None,
+            payload: serde_json::json!({}),
+            run_at: at,
+            attempts: 3,
+            max_attempts: 10,
+            status: patchbay_core::job::JobStatus::Running,
+            lease_owner: None,
+            lease_expires_at: None,
+            last_error: None,
+            created_at: at,
+            updated_at: at,
+        };
+        let retry = JobOutcome::Retry {
+            run_at: at,
+            error: "db down".into(),
+        };
+        let day = Some(Duration::from_secs(86_400));
+        // Attempts left: retried as usual.
+        assert_eq!(settle(retry.clone(), &job, day, at), retry);
+        // Last attempt of a recurring job: its next regular run.
+        job.attempts = 10;
+        assert_eq!(
+            settle(retry.clone(), &job, day, at),
+            JobOutcome::Reschedule {
+                run_at: add_millis(at, 86_400_000)
+            }
+        );
+        // A one-off job keeps the store's rule (dead after the last attempt).
+        assert_eq!(settle(retry.clone(), &job, None, at), retry);
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_stays_capped() {

@@ -57,7 +57,17 @@ pub async fn run(config: Option<&Path>) -> Result<(), CommandError> {
         () = served => {}
         () = deadline => warn!(?grace, "in-flight requests did not finish within the grace period; stopping anyway"),
     }
-    background.stop().await;
+    // Jobs in progress get the grace period too; what is still running after
+    // it is left to its lease (another replica, or the next start, retries it).
+    if tokio::time::timeout(grace, background.stop())
+        .await
+        .is_err()
+    {
+        warn!(
+            ?grace,
+            "background jobs did not finish within the grace period; their leases will expire and they will run again"
+        );
+    }
     store.close().await;
     info!("stopped");
     Ok(())
