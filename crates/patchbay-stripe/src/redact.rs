@@ -131,7 +131,12 @@ fn mask_shapes(text: &str) -> String {
     let mut previous: Option<char> = None;
     while let Some(c) = rest.chars().next() {
         let at_start = previous.is_none_or(|p| !p.is_ascii_alphanumeric());
-        if at_start && let Some(consumed) = mask_credential(rest, &mut out) {
+        // Key and webhook-secret prefixes are distinctive enough to mask even
+        // glued to a word (`%20sk_live_…` in an encoded URL); `ac_` and `rt_`
+        // only at a word's start, as they occur inside ordinary words.
+        if (at_start || has_strong_prefix(rest))
+            && let Some(consumed) = mask_credential(rest, &mut out)
+        {
             previous = rest[..consumed].chars().next_back();
             rest = &rest[consumed..];
             continue;
@@ -146,6 +151,11 @@ fn mask_shapes(text: &str) -> String {
         rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+/// Whether `text` starts with a key or webhook-secret prefix.
+fn has_strong_prefix(text: &str) -> bool {
+    PREFIXES[..7].iter().any(|p| text.starts_with(p))
 }
 
 /// A prefixed credential at the start of `text`: writes its mask, returns its length.
@@ -258,13 +268,23 @@ mod tests {
     }
 
     #[test]
-    fn a_credential_glued_to_a_word_is_not_taken_for_one_but_the_own_key_is() {
-        // Without the key at hand, a glued prefix is not a token boundary.
-        assert_eq!(r("Xsk_test_abcdefghijkl"), "Xsk_test_abcdefghijkl");
+    fn a_key_glued_to_a_word_is_masked_and_the_own_key_verbatim() {
+        // A key prefix is distinctive enough to mask even glued to a word.
+        assert_eq!(r("Xsk_test_abcdefghijkl"), "Xsk_test_***");
         let key = SecretString::from("sk_test_abcdefghijkl");
         assert_eq!(
             redact("Xsk_test_abcdefghijkl", Some(&key)).as_str(),
             "Xsk_test_…ijkl"
         );
+    }
+
+    #[test]
+    fn keys_glued_to_a_word_are_masked_but_short_prefixes_inside_words_are_not() {
+        let text =
+            "url=%20sk_live_51Habcdefghijklmnop1234 and xwhsec_abcdefghijklmnop and bac_12345678x";
+        let out = redact(text, None);
+        assert!(!out.contains("51Habcdefghijklmnop1234"), "{out}");
+        assert!(!out.contains("whsec_abcdefghijklmnop"), "{out}");
+        assert!(out.contains("bac_12345678x"), "{out}");
     }
 }
