@@ -466,7 +466,7 @@ mod tests {
             .and(path("/oauth/token"))
             .and(body_string_contains("grant_type=authorization_code"))
             .and(body_string_contains("code=ac_123"))
-            .and(body_string_contains(&format!("client_secret={PLATFORM}")))
+            .and(body_string_contains(format!("client_secret={PLATFORM}")))
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
                 "access_token": "sk_test_accessTOKEN0123456789",
                 "refresh_token": "rt_refreshTOKEN0123456789",
@@ -570,7 +570,7 @@ mod tests {
                 "authorization",
                 format!("Bearer {PLATFORM}").as_str(),
             ))
-            .and(body_string_contains(&format!("client_id={CLIENT_ID}")))
+            .and(body_string_contains(format!("client_id={CLIENT_ID}")))
             .and(body_string_contains("stripe_user_id=acct_1Connected0001"))
             .respond_with(
                 ResponseTemplate::new(200)
