@@ -349,7 +349,12 @@ def test_rotate(tenant):
 
 def test_rotate_request_id_is_audited(tenant):
     conn = tenant.connect()
-    r = tenant.api.post(f"/api/v1/connections/{conn['id']}/rotate", json={"api_key": stripe_key()}, headers={"x-request-id": "bb-rotate-1"})
+    # localstripe has no /v1/account, so the account cannot be proven the same.
+    r = tenant.api.post(
+        f"/api/v1/connections/{conn['id']}/rotate",
+        json={"api_key": stripe_key(), "allow_account_change": True},
+        headers={"x-request-id": "bb-rotate-1"},
+    )
     ok(r)
     # The server makes its own request id; the client's is kept apart and echoed.
     server_id = r.headers["x-request-id"]
