@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use patchbay_core::{StoreError, ValidationError};
 use serde::Serialize;
-use tracing::error;
 
 use crate::services::error::{ErrorKind, ServiceError};
 
@@ -127,74 +126,37 @@ impl ApiError {
 
     /// 400: the request does not have the expected shape.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            ErrorType::InvalidRequestError,
-            code,
-            message,
-        )
+        ServiceError::bad_request(code, message).into()
     }
 
     /// 422: the request parsed, but a value breaks a rule.
     pub fn unprocessable(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorType::InvalidRequestError,
-            code,
-            message,
-        )
+        ServiceError::unprocessable(code, message).into()
     }
 
     /// 404 for a record that does not exist for this caller.
     pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            ErrorType::InvalidRequestError,
-            "resource_missing",
-            format!("No such {what}: '{id}'"),
-        )
-        .with_param("id")
+        ServiceError::not_found(what, id).into()
     }
 
     /// 409: a uniqueness rule.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::CONFLICT,
-            ErrorType::InvalidRequestError,
-            code,
-            message,
-        )
+        ServiceError::conflict(code, message).into()
     }
 
     /// 401.
     pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorType::AuthenticationError,
-            code,
-            message,
-        )
+        ServiceError::unauthenticated(code, message).into()
     }
 
     /// 403.
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            ErrorType::PermissionError,
-            code,
-            message,
-        )
+        ServiceError::forbidden(code, message).into()
     }
 
     /// 500. The cause is logged with the request id; the client sees none of it.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
-        error!(error = %cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorType::ApiError,
-            "internal_error",
-            "Patchbay hit an internal error. Quote the request id when reporting it.",
-        )
+        ServiceError::internal(cause).into()
     }
 
     /// The envelope for this error.

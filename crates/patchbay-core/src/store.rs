@@ -245,8 +245,9 @@ pub trait ConnectionStore: Send + Sync {
     async fn system_purge_expired_previous_keys(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
-/// Durable background work (see [`crate::job`]). Jobs belong to the system,
-/// not to a tenant's API: these methods cross tenants and say so.
+/// Durable background work (see [`crate::job`]). Jobs belong to the system:
+/// no tenant's request reaches them, so these methods take no tenant id and
+/// act across tenants (a job's own `tenant_id` scopes the work it does).
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Enqueues a job on its own. False when a job of the same kind and

@@ -68,6 +68,13 @@ pub fn rfc3339(value: Timestamp) -> String {
     value.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
+/// A timestamp `millis` milliseconds after `from`, saturating at the far end.
+pub fn add_millis(from: Timestamp, millis: u128) -> Timestamp {
+    let millis = i64::try_from(millis).unwrap_or(i64::MAX);
+    from.checked_add_signed(chrono::TimeDelta::milliseconds(millis))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use patchbay_core::job::{
     ClaimRequest, ClaimedJob, Job, JobOutcome, NewJob, SYSTEM_SUBJECT, kinds,
 };
-use patchbay_core::time::now;
+use patchbay_core::time::{add_millis, now};
 use patchbay_core::{ConnectionId, TenantId, Timestamp};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
@@ -176,12 +176,6 @@ async fn release(state: &AppState, claimed: &ClaimedJob) {
     {
         warn!(job = %claimed.job.id, error = %e, "could not release an unstarted job; it runs after its lease");
     }
-}
-
-fn add_millis(at: Timestamp, millis: u128) -> Timestamp {
-    let millis = i64::try_from(millis).unwrap_or(i64::MAX);
-    at.checked_add_signed(chrono::TimeDelta::milliseconds(millis))
-        .unwrap_or(Timestamp::MAX_UTC)
 }
 
 async fn run_one(state: AppState, claimed: ClaimedJob) {

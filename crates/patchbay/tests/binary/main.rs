@@ -6,6 +6,8 @@ mod cli;
 mod jobs;
 mod logs;
 mod metrics_labels;
+// The same PostgreSQL gate as the API tests (one file, two test binaries).
+#[path = "../../../patchbay-api/tests/api/postgres.rs"]
 mod postgres;
 mod rotation_crash;
 mod shutdown;
