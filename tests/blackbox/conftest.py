@@ -7,6 +7,8 @@ starts it against localstripe). It reads:
   PATCHBAY_URL          e.g. http://127.0.0.1:41234
   PATCHBAY_ADMIN_TOKEN  the platform admin token the server was started with
   LOCALSTRIPE_URL       e.g. http://127.0.0.1:41235 (the server's Stripe API base)
+  FAKE_CONNECT_URL      e.g. http://127.0.0.1:41236 (fake_connect.py, the server's
+                        PATCHBAY_STRIPE_CONNECT_BASE: Connect OAuth)
 
 Every response any test receives from Patchbay is recorded. After each test,
 an autouse fixture asserts over that test's responses that:
@@ -28,6 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -35,6 +38,7 @@ import requests
 BASE_URL = os.environ.get("PATCHBAY_URL", "").rstrip("/")
 ADMIN_TOKEN = os.environ.get("PATCHBAY_ADMIN_TOKEN", "")
 LOCALSTRIPE_URL = os.environ.get("LOCALSTRIPE_URL", "").rstrip("/")
+FAKE_CONNECT_URL = os.environ.get("FAKE_CONNECT_URL", "").rstrip("/")
 
 ALNUM = string.ascii_letters + string.digits
 
@@ -198,12 +202,13 @@ def environment() -> None:
             ("PATCHBAY_URL", BASE_URL),
             ("PATCHBAY_ADMIN_TOKEN", ADMIN_TOKEN),
             ("LOCALSTRIPE_URL", LOCALSTRIPE_URL),
+            ("FAKE_CONNECT_URL", FAKE_CONNECT_URL),
         )
         if not v
     ]
     if missing:
         pytest.exit(
-            f"set {', '.join(missing)} (scripts/blackbox starts Patchbay and localstripe and sets them)",
+            f"set {', '.join(missing)} (scripts/blackbox starts Patchbay, localstripe and fake_connect.py and sets them)",
             returncode=4,
         )
 
@@ -323,3 +328,80 @@ def tenant(make_tenant) -> Tenant:
 @pytest.fixture
 def other_tenant(make_tenant) -> Tenant:
     return make_tenant()
+
+
+# --------------------------------------------------------------------------
+# The Connect OAuth fake (fake_connect.py)
+# --------------------------------------------------------------------------
+
+
+class ConnectFake:
+    """Drives the Connect OAuth fake: its control endpoints, and the end user's
+    browser at its authorize page. Its responses are not Patchbay's, so they go
+    through a plain session (not recorded, not checked)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = requests.Session()
+
+    def _get(self, route: str, **params: Any) -> Any:
+        r = self.http.get(self.url + route, params={k: v for k, v in params.items() if v is not None}, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def _post(self, route: str, body: dict | None = None) -> Any:
+        r = self.http.post(self.url + route, json=body or {}, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def register(self, client_id: str, secret_key: str, redirect_uris: list[str]) -> None:
+        """Makes the fake hold this platform to its key and redirect URIs, as Stripe would."""
+        self._post("/_platforms", {"client_id": client_id, "secret_key": secret_key, "redirect_uris": redirect_uris})
+
+    def calls(self, client_id: str | None = None, path: str | None = None, since: int | None = None) -> list[dict]:
+        """The requests the fake received at /oauth/*, oldest first."""
+        return self._get("/_calls", client_id=client_id, path=path, since=since)["data"]
+
+    def last_seq(self) -> int:
+        return self._get("/_calls")["last_seq"]
+
+    def grants(self, client_id: str) -> list[dict]:
+        """The grants of a client id; their tokens become secrets that Patchbay must never show."""
+        grants = self._get("/_grants", client_id=client_id)["data"]
+        for g in grants:
+            RECORDER.add_secret(g["access_token"])
+            RECORDER.add_secret(g["refresh_token"])
+        return grants
+
+    def down(self, *endpoints: str, status: int = 503) -> None:
+        """Makes /oauth/<endpoint> (all of them by default) answer `status` with an HTML page."""
+        self._post("/_down", {"endpoints": list(endpoints) or None, "status": status})
+
+    def up(self) -> None:
+        self._post("/_up")
+
+    def consent(self, authorize_url: str, **fake_params: str) -> str:
+        """The end user at Stripe's authorize page: follows `authorize_url` (as
+        Patchbay built it, plus the fake's `_deny`/`_account` parameters) and
+        returns where Stripe sends the browser back (the Location of its 302).
+        The code in it is registered as a secret."""
+        assert authorize_url.startswith(self.url + "/oauth/authorize?"), authorize_url
+        r = self.http.get(authorize_url, params=fake_params or None, allow_redirects=False, timeout=10)
+        assert r.status_code == 302, f"authorize -> {r.status_code}: {r.text[:300]}"
+        location = r.headers["Location"]
+        code = dict(parse_qsl(urlsplit(location).query)).get("code")
+        if code:
+            RECORDER.add_secret(code)
+        return location
+
+
+@pytest.fixture(scope="session")
+def connect_fake() -> ConnectFake:
+    return ConnectFake(FAKE_CONNECT_URL)
+
+
+@pytest.fixture
+def connect(connect_fake: ConnectFake):
+    """The Connect fake; answering normally again after the test, whatever it did."""
+    yield connect_fake
+    connect_fake.up()
