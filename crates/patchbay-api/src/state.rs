@@ -8,7 +8,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use patchbay_core::Store;
 use patchbay_stripe::StripeClient;
-use patchbay_vault::Keyring;
+use patchbay_vault::{Keyring, SessionSigner};
 use patchbay_vault::api_token::token_digest;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -35,6 +35,12 @@ pub struct ApiConfig {
     pub max_connections_per_tenant: u64,
     /// Most unrevoked API keys one tenant may have.
     pub max_api_keys_per_tenant: u64,
+    /// How long an OAuth `state` from `auth-url` is accepted.
+    pub oauth_state_ttl: Duration,
+    /// Default lifetime of a connect-session token.
+    pub session_ttl: Duration,
+    /// Signs and verifies connect-session tokens (a random key unless set).
+    pub session_signer: Arc<SessionSigner>,
     /// The time API-key verification reads (key expiry, cache lifetimes);
     /// tests move it forward instead of sleeping.
     pub clock: Arc<dyn Clock>,
@@ -50,9 +56,21 @@ impl Default for ApiConfig {
             jobs: JobSettings::default(),
             max_connections_per_tenant: 1000,
             max_api_keys_per_tenant: 100,
+            oauth_state_ttl: Duration::from_secs(600),
+            session_ttl: Duration::from_secs(1800),
+            session_signer: Arc::new(random_session_signer()),
             clock: Arc::new(SystemClock),
         }
     }
+}
+
+/// A signer with a fresh random key: tokens it signs die with the process.
+pub fn random_session_signer() -> SessionSigner {
+    use base64::Engine;
+    let mut bytes = [0u8; 48];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    let key = SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes));
+    SessionSigner::new(&key).expect("48 random bytes are a strong key")
 }
 
 /// Shared state; cheap to clone.

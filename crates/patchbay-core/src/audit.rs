@@ -14,6 +14,23 @@ pub enum Actor {
     ApiKey(ApiKeyId),
     /// Patchbay itself (background validation, expiry).
     System,
+    /// A browser holding a connect session (`cs_…`), minted by a tenant key.
+    ConnectSession(uuid::Uuid),
+    /// Stripe's OAuth redirect, authenticated by the `state` a tenant asked for.
+    OAuthCallback,
+}
+
+/// The text form of a connect session id: `cs_` and 32 hex digits.
+pub fn session_id_text(id: uuid::Uuid) -> String {
+    format!("cs_{}", id.simple())
+}
+
+/// Parses `cs_…` back to the session id.
+pub fn parse_session_id(s: &str) -> Option<uuid::Uuid> {
+    let hex = s.strip_prefix("cs_")?;
+    (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| uuid::Uuid::try_parse(hex).ok())
+        .flatten()
 }
 
 impl fmt::Display for Actor {
@@ -22,6 +39,8 @@ impl fmt::Display for Actor {
             Self::Admin => f.write_str("admin"),
             Self::ApiKey(id) => write!(f, "{id}"),
             Self::System => f.write_str("system"),
+            Self::ConnectSession(id) => f.write_str(&session_id_text(*id)),
+            Self::OAuthCallback => f.write_str("oauth_callback"),
         }
     }
 }
@@ -32,6 +51,8 @@ impl Actor {
         match s {
             "admin" => Some(Self::Admin),
             "system" => Some(Self::System),
+            "oauth_callback" => Some(Self::OAuthCallback),
+            other if other.starts_with("cs_") => parse_session_id(other).map(Self::ConnectSession),
             other => other.parse().ok().map(Self::ApiKey),
         }
     }

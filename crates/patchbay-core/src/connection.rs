@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::connect::GrantInfo;
 use crate::{ConnectionId, Metadata, TenantId, Timestamp, ValidationError};
 
 /// Longest `external_id`, in characters.
@@ -36,6 +37,9 @@ pub enum AuthMethod {
     SecretKey,
     /// A restricted key (`rk_…`): the permissions chosen in the Stripe dashboard.
     RestrictedKey,
+    /// A Stripe Connect OAuth grant: calls use the tenant's platform key with
+    /// `Stripe-Account` set to the connected account.
+    Oauth,
 }
 
 impl AuthMethod {
@@ -44,6 +48,7 @@ impl AuthMethod {
         match self {
             Self::SecretKey => "secret_key",
             Self::RestrictedKey => "restricted_key",
+            Self::Oauth => "oauth",
         }
     }
     /// Parses the stored text.
@@ -51,6 +56,7 @@ impl AuthMethod {
         match s {
             "secret_key" => Some(Self::SecretKey),
             "restricted_key" => Some(Self::RestrictedKey),
+            "oauth" => Some(Self::Oauth),
             _ => None,
         }
     }
@@ -68,6 +74,12 @@ pub enum ConnectionStatus {
     Invalid,
     /// Stripe could not be reached or failed; the credential's state is unknown.
     Error,
+    /// Being disconnected: Stripe has not yet confirmed the deauthorization;
+    /// a job retries it. No calls go through it meanwhile.
+    Revoking,
+    /// The connected account removed the platform's access (a Connect grant
+    /// Stripe no longer honours). Kept, with the reason, until deleted.
+    Revoked,
 }
 
 impl ConnectionStatus {
@@ -78,6 +90,8 @@ impl ConnectionStatus {
             Self::Active => "active",
             Self::Invalid => "invalid",
             Self::Error => "error",
+            Self::Revoking => "revoking",
+            Self::Revoked => "revoked",
         }
     }
     /// Parses the stored text.
@@ -87,6 +101,8 @@ impl ConnectionStatus {
             "active" => Some(Self::Active),
             "invalid" => Some(Self::Invalid),
             "error" => Some(Self::Error),
+            "revoking" => Some(Self::Revoking),
+            "revoked" => Some(Self::Revoked),
             _ => None,
         }
     }
@@ -126,7 +142,7 @@ pub struct Connection {
     pub tenant_id: TenantId,
     /// Always Stripe for now.
     pub provider: Provider,
-    /// Secret or restricted key.
+    /// Secret key, restricted key or Connect grant.
     pub auth_method: AuthMethod,
     /// Live or test mode; fixed for the connection's life.
     pub livemode: bool,
@@ -154,6 +170,8 @@ pub struct Connection {
     pub previous_key_hint: Option<String>,
     /// When the kept previous key is destroyed.
     pub previous_key_expires_at: Option<Timestamp>,
+    /// For a Connect grant: the platform's client id, scope and last refresh.
+    pub grant: Option<GrantInfo>,
     /// When created.
     pub created_at: Timestamp,
     /// When last changed.
@@ -301,10 +319,12 @@ mod tests {
             ConnectionStatus::Active,
             ConnectionStatus::Invalid,
             ConnectionStatus::Error,
+            ConnectionStatus::Revoking,
+            ConnectionStatus::Revoked,
         ] {
             assert_eq!(ConnectionStatus::parse(s.as_str()), Some(s));
         }
-        for m in [AuthMethod::SecretKey, AuthMethod::RestrictedKey] {
+        for m in [AuthMethod::SecretKey, AuthMethod::RestrictedKey, AuthMethod::Oauth] {
             assert_eq!(AuthMethod::parse(m.as_str()), Some(m));
         }
     }

@@ -19,6 +19,11 @@ pub mod kinds {
     /// Destroy replaced keys whose grace period ended; recurring, one for the
     /// whole deployment. Subject: [`super::SYSTEM_SUBJECT`].
     pub const PURGE_PREVIOUS_KEYS: &str = "keys.purge_previous";
+    /// Tell Stripe to disconnect a connected account from the tenant's
+    /// platform (`POST /oauth/deauthorize`), then delete the connection;
+    /// retried with backoff until Stripe confirms. Subject: the connection
+    /// (or, for a grant never stored, a fresh id with the account in the payload).
+    pub const CONNECT_DEAUTHORIZE: &str = "connect.deauthorize";
 }
 
 /// The subject of jobs that concern the whole deployment.

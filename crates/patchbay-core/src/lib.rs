@@ -4,6 +4,7 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod connect;
 pub mod connection;
 pub mod error;
 pub mod id;

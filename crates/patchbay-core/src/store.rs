@@ -13,8 +13,12 @@ use crate::api_key::{ApiKey, ApiKeyCredential};
 use uuid::Uuid;
 
 use crate::audit::AuditEvent;
+use crate::connect::{
+    ConnectionSecret, GrantScope, OAuthState, PlatformDeletion, SecretRole, SessionUse,
+    StripePlatform, StripePlatformSecret,
+};
 use crate::connection::{
-    AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ValidationRecord,
+    AuthMethod, Connection, ConnectionDetails, ConnectionFilter, LastError, ValidationRecord,
 };
 use crate::job::{ClaimRequest, ClaimedJob, Job, JobOutcome, NewJob};
 use crate::sealed::{DataKeyRecord, MasterKeyCheck, Rewrap, SealedSecret};
@@ -88,6 +92,19 @@ pub trait TenantStore: Send + Sync {
     async fn delete_tenant(&self, id: TenantId, audit: &AuditEvent) -> StoreResult<bool>;
     /// The tenant's current data key.
     async fn tenant_data_key(&self, tenant: TenantId) -> StoreResult<Option<DataKeyRecord>>;
+    /// The browser origins (`https://app.example.com`) allowed to call the
+    /// connect-session routes for this tenant, sorted.
+    async fn allowed_origins(&self, tenant: TenantId) -> StoreResult<Vec<String>>;
+    /// Replaces the tenant's allowed origins. False if the tenant is absent.
+    async fn set_allowed_origins(
+        &self,
+        tenant: TenantId,
+        origins: &[String],
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Whether any tenant allows `origin` (a CORS preflight carries no
+    /// credentials, so it cannot name its tenant yet).
+    async fn system_origin_allowed(&self, origin: &str) -> StoreResult<bool>;
 }
 
 /// Tenant API keys.
@@ -131,30 +148,77 @@ pub trait ApiKeyStore: Send + Sync {
     async fn count_api_keys(&self, tenant: TenantId) -> StoreResult<u64>;
 }
 
-/// A connection as created: the record, its sealed key and the data key that sealed it.
+/// A connection as created: the record, its sealed secrets and the data key that sealed them.
 #[derive(Debug, Clone)]
 pub struct NewConnection {
     /// The record.
     pub connection: Connection,
     /// The data key used.
     pub data_key_id: DataKeyId,
-    /// The sealed Stripe key.
-    pub secret: SealedSecret,
+    /// The sealed secrets (an API key; or a grant's access and refresh tokens).
+    pub secrets: Vec<ConnectionSecret>,
     /// Jobs the creation causes (its re-validation), enqueued in the same transaction.
     pub jobs: Vec<NewJob>,
+    /// The connect session that created it: recorded as used in the same
+    /// transaction; a session already used is a `Conflict` on `session`.
+    pub session: Option<SessionUse>,
 }
 
-/// A connection with everything needed to open its key.
+/// A connection with everything needed to open its secrets.
 #[derive(Debug, Clone)]
 pub struct ConnectionSecrets {
     /// The record.
     pub connection: Connection,
     /// The data key that sealed the secrets.
     pub data_key: DataKeyRecord,
-    /// The current key, sealed.
-    pub secret: SealedSecret,
-    /// The key replaced by the last rotation, while kept.
-    pub previous_secret: Option<SealedSecret>,
+    /// Its sealed secrets, one per role.
+    pub secrets: Vec<ConnectionSecret>,
+}
+
+impl ConnectionSecrets {
+    /// The sealed secret in `role`, if the connection has one.
+    pub fn secret(&self, role: SecretRole) -> Option<&SealedSecret> {
+        self.secrets
+            .iter()
+            .find(|s| s.role == role)
+            .map(|s| &s.sealed)
+    }
+}
+
+/// New tokens for a Connect grant: after a refresh, or when the same end user
+/// connects the same account again (a re-link).
+#[derive(Debug, Clone)]
+pub struct GrantUpdate {
+    /// The data key used.
+    pub data_key_id: DataKeyId,
+    /// The access token (and the refresh token, when Stripe sent one; a
+    /// missing one keeps the stored refresh token).
+    pub secrets: Vec<ConnectionSecret>,
+    /// Hint of the access token.
+    pub key_hint: String,
+    /// The scope granted.
+    pub scope: GrantScope,
+    /// A test call made with the new grant, if any.
+    pub validation: Option<ValidationRecord>,
+    /// When the tokens were obtained.
+    pub refreshed_at: Timestamp,
+    /// When changed.
+    pub updated_at: Timestamp,
+    /// Only if this refresh lease is still held (then released); `None` for a re-link.
+    pub lease_token: Option<Uuid>,
+    /// The connect session that re-linked it, recorded as used (see [`NewConnection::session`]).
+    pub session: Option<SessionUse>,
+}
+
+/// Whether a grant refresh lease was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshLease {
+    /// Taken: this caller refreshes.
+    Acquired,
+    /// Another refresh holds it until then.
+    Held,
+    /// No such Connect connection for this tenant.
+    NotFound,
 }
 
 /// A key rotation, applied atomically.
@@ -243,6 +307,92 @@ pub trait ConnectionStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Destroys previous keys whose grace period ended; returns how many.
     async fn system_purge_expired_previous_keys(&self, now: Timestamp) -> StoreResult<u64>;
+    /// Takes the refresh lease of a Connect connection until `until`, unless
+    /// another unexpired lease holds it.
+    async fn lease_grant_refresh(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        token: Uuid,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<RefreshLease>;
+    /// Gives a refresh lease back without changing anything else.
+    async fn release_grant_refresh(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        token: Uuid,
+    ) -> StoreResult<()>;
+    /// Stores new grant tokens (replacing those of the same roles), scope and
+    /// validation in one transaction; with a lease token, only while it is
+    /// held (and releases it). `None` when the connection is gone, is not a
+    /// Connect grant, or the lease was lost.
+    async fn apply_grant(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        update: &GrantUpdate,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Connection>>;
+    /// Marks a Connect connection `revoking` with why, and enqueues its
+    /// deauthorization job, in one transaction.
+    async fn mark_connection_revoking(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        error: &LastError,
+        job: &NewJob,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Connection>>;
+}
+
+/// Stripe Connect: the tenants' platforms, pending OAuth flows and used connect sessions.
+#[async_trait]
+pub trait ConnectStore: Send + Sync {
+    /// Creates or replaces the tenant's platform in `platform.livemode`
+    /// (`created_at` of an existing one is kept). Changing the client id while
+    /// Connect connections of that mode exist is a `Conflict` on `client_id`.
+    async fn put_stripe_platform(
+        &self,
+        platform: &StripePlatform,
+        data_key_id: DataKeyId,
+        secret: &SealedSecret,
+        audit: &AuditEvent,
+    ) -> StoreResult<StripePlatform>;
+    /// The tenant's platforms (test first).
+    async fn list_stripe_platforms(&self, tenant: TenantId) -> StoreResult<Vec<StripePlatform>>;
+    /// One platform with its sealed key.
+    async fn get_stripe_platform_secret(
+        &self,
+        tenant: TenantId,
+        livemode: bool,
+    ) -> StoreResult<Option<StripePlatformSecret>>;
+    /// Deletes the platform of one mode (or both with `None`). Refused while
+    /// Connect connections of that mode exist, unless `force`, which deletes
+    /// them too, in the same transaction.
+    async fn delete_stripe_platforms(
+        &self,
+        tenant: TenantId,
+        livemode: Option<bool>,
+        force: bool,
+        audit: &AuditEvent,
+    ) -> StoreResult<PlatformDeletion>;
+    /// Stores a pending OAuth flow.
+    async fn create_oauth_state(&self, state: &OAuthState) -> StoreResult<()>;
+    /// Consumes a pending flow by the hash of its state: it is deleted whatever
+    /// happens next (single use). `None` if unknown, used or expired at `now`.
+    /// The one lookup by a secret rather than a tenant: the state is the
+    /// public callback's only credential.
+    async fn take_oauth_state(
+        &self,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<OAuthState>>;
+    /// Whether a connect session of the tenant has already created its connection.
+    async fn connect_session_used(&self, tenant: TenantId, session_id: Uuid) -> StoreResult<bool>;
+    /// Deletes expired OAuth states and session-use records; returns how many.
+    async fn system_purge_expired_connect_records(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
 /// Durable background work (see [`crate::job`]). Jobs belong to the system:
@@ -311,7 +461,14 @@ pub enum Backend {
 /// Everything Patchbay stores.
 #[async_trait]
 pub trait Store:
-    KeyringStore + TenantStore + ApiKeyStore + ConnectionStore + AuditStore + JobStore + std::fmt::Debug
+    KeyringStore
+    + TenantStore
+    + ApiKeyStore
+    + ConnectionStore
+    + ConnectStore
+    + AuditStore
+    + JobStore
+    + std::fmt::Debug
 {
     /// The database in use.
     fn backend(&self) -> Backend;

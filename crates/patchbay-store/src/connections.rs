@@ -1,26 +1,90 @@
-//! Stripe connections and their sealed keys (both engines).
+//! Stripe connections and their sealed secrets (both engines). A connection's
+//! secrets are rows of `connection_secrets`, one per role, written in the
+//! transaction that changes the connection.
 
 use async_trait::async_trait;
+use patchbay_core::StoreError;
 use patchbay_core::audit::AuditEvent;
+use patchbay_core::connect::{ConnectionSecret, SecretRole, SessionUse};
 use patchbay_core::connection::{
-    Connection, ConnectionDetails, ConnectionFilter, ValidationRecord,
+    AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ConnectionStatus, LastError,
+    ValidationRecord,
 };
+use patchbay_core::job::NewJob;
 use patchbay_core::store::{
-    ConnectionSecrets, ConnectionStore, NewConnection, SecretRotation, StoreResult, Updated,
+    ConnectionSecrets, ConnectionStore, GrantUpdate, NewConnection, RefreshLease, SecretRotation,
+    StoreResult, Updated,
 };
 use patchbay_core::{ConnectionId, Page, PageRequest, TenantId, Timestamp};
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
+use uuid::Uuid;
 
 use crate::engine::for_each_engine;
 use crate::error::map;
 use crate::page::push_page;
 use crate::rows::{
-    CONNECTION_COLUMNS, CONNECTION_SECRETS_SELECT, ConnectionRow, ConnectionSecretsRow, convert,
+    CONNECTION_COLUMNS, CONNECTION_KEY_SELECT, ConnectionKeyRow, ConnectionRow,
+    ConnectionSecretRow, convert,
 };
 use crate::types::{DbTime, db_time};
 
+const UPSERT_SECRET: &str = "INSERT INTO connection_secrets (connection_id, role, sealed, expires_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (connection_id, role) DO UPDATE SET sealed = excluded.sealed, \
+     expires_at = excluded.expires_at, created_at = excluded.created_at";
+
+const INSERT_SESSION_USE: &str = "INSERT INTO connect_session_uses (session_id, tenant_id, connection_id, used_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id) DO NOTHING";
+
 for_each_engine! {
+    impl Engine {
+        /// Writes (or replaces) secrets of a connection inside `conn`'s transaction.
+        pub(crate) async fn put_secrets(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            connection: ConnectionId,
+            secrets: &[ConnectionSecret],
+            now: Timestamp,
+        ) -> StoreResult<()> {
+            for secret in secrets {
+                sqlx::query(UPSERT_SECRET)
+                    .bind(connection.uuid())
+                    .bind(secret.role.as_str())
+                    .bind(&secret.sealed.0)
+                    .bind(db_time(secret.expires_at))
+                    .bind(DbTime(now))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(map)?;
+            }
+            Ok(())
+        }
+
+        /// Records a connect session as used; a session used before is a conflict.
+        pub(crate) async fn use_session(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            tenant: TenantId,
+            connection: ConnectionId,
+            session: &SessionUse,
+            now: Timestamp,
+        ) -> StoreResult<()> {
+            let inserted = sqlx::query(INSERT_SESSION_USE)
+                .bind(session.session_id)
+                .bind(tenant.uuid())
+                .bind(connection.uuid())
+                .bind(DbTime(now))
+                .bind(DbTime(session.expires_at))
+                .execute(&mut *conn)
+                .await
+                .map_err(map)?
+                .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::Conflict { field: "session" });
+            }
+            Ok(())
+        }
+    }
+
     #[async_trait]
     impl ConnectionStore for Engine {
         async fn create_connection(&self, new: &NewConnection, audit: &AuditEvent) -> StoreResult<()> {
@@ -30,8 +94,8 @@ for_each_engine! {
                 "INSERT INTO connections (id, tenant_id, provider, auth_method, livemode, status, \
                  stripe_account_id, account_name, account_country, default_currency, key_hint, \
                  external_id, name, metadata, stripe_version, missing_permissions, last_validated_at, \
-                 last_error, data_key_id, secret, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
+                 last_error, data_key_id, oauth_client_id, grant_scope, grant_refreshed_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
             )
             .bind(c.id.uuid())
             .bind(c.tenant_id.uuid())
@@ -52,12 +116,18 @@ for_each_engine! {
             .bind(db_time(c.last_validated_at))
             .bind(c.last_error.as_ref().map(Json))
             .bind(new.data_key_id.uuid())
-            .bind(&new.secret.0)
+            .bind(c.grant.as_ref().map(|g| g.client_id.as_str()))
+            .bind(c.grant.as_ref().map(|g| g.scope.as_str()))
+            .bind(db_time(c.grant.as_ref().and_then(|g| g.refreshed_at)))
             .bind(DbTime(c.created_at))
             .bind(DbTime(c.updated_at))
             .execute(&mut *tx)
             .await
             .map_err(map)?;
+            Engine::put_secrets(&mut tx, c.id, &new.secrets, c.created_at).await?;
+            if let Some(session) = &new.session {
+                Engine::use_session(&mut tx, c.tenant_id, c.id, session, c.created_at).await?;
+            }
             for job in &new.jobs {
                 Engine::insert_job(&mut tx, job, c.created_at).await?;
             }
@@ -102,15 +172,30 @@ for_each_engine! {
             tenant: TenantId,
             id: ConnectionId,
         ) -> StoreResult<Option<ConnectionSecrets>> {
-            let row: Option<ConnectionSecretsRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "{CONNECTION_SECRETS_SELECT} WHERE c.tenant_id = $1 AND c.id = $2"
+            let mut reader = self.reader().await?;
+            let row: Option<ConnectionKeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{CONNECTION_KEY_SELECT} WHERE c.tenant_id = $1 AND c.id = $2"
             )))
             .bind(tenant.uuid())
             .bind(id.uuid())
-            .fetch_optional(&mut *self.reader().await?)
+            .fetch_optional(&mut *reader)
             .await
             .map_err(map)?;
-            row.map(TryInto::try_into).transpose()
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let secrets: Vec<ConnectionSecretRow> = sqlx::query_as(
+                "SELECT role, sealed, expires_at FROM connection_secrets WHERE connection_id = $1",
+            )
+            .bind(id.uuid())
+            .fetch_all(&mut *reader)
+            .await
+            .map_err(map)?;
+            Ok(Some(ConnectionSecrets {
+                connection: row.connection.try_into()?,
+                data_key: row.data_key.into(),
+                secrets: convert(secrets)?,
+            }))
         }
 
         async fn list_connections(
@@ -248,21 +333,19 @@ for_each_engine! {
             };
             let mut tx = self.begin().await?;
             let row: Option<ConnectionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE connections SET auth_method = $1, key_hint = $2, data_key_id = $3, secret = $4, \
-                 previous_secret = $5, previous_key_hint = $6, previous_key_expires_at = $7, \
-                 status = $8, missing_permissions = $9, last_validated_at = $10, last_error = $11, \
-                 updated_at = $12, \
-                 stripe_account_id = CASE WHEN $13 THEN $14 ELSE stripe_account_id END, \
-                 account_name = CASE WHEN $15 THEN $16 ELSE account_name END, \
-                 account_country = CASE WHEN $17 THEN $18 ELSE account_country END, \
-                 default_currency = CASE WHEN $19 THEN $20 ELSE default_currency END \
-                 WHERE tenant_id = $21 AND id = $22 RETURNING {CONNECTION_COLUMNS}"
+                "UPDATE connections SET auth_method = $1, key_hint = $2, data_key_id = $3, \
+                 previous_key_hint = $4, previous_key_expires_at = $5, \
+                 status = $6, missing_permissions = $7, last_validated_at = $8, last_error = $9, \
+                 updated_at = $10, \
+                 stripe_account_id = CASE WHEN $11 THEN $12 ELSE stripe_account_id END, \
+                 account_name = CASE WHEN $13 THEN $14 ELSE account_name END, \
+                 account_country = CASE WHEN $15 THEN $16 ELSE account_country END, \
+                 default_currency = CASE WHEN $17 THEN $18 ELSE default_currency END \
+                 WHERE tenant_id = $19 AND id = $20 AND auth_method <> 'oauth' RETURNING {CONNECTION_COLUMNS}"
             )))
             .bind(rotation.auth_method.as_str())
             .bind(&rotation.key_hint)
             .bind(rotation.data_key_id.uuid())
-            .bind(&rotation.secret.0)
-            .bind(previous)
             .bind(previous_hint)
             .bind(previous_expiry)
             .bind(v.status.as_str())
@@ -286,6 +369,24 @@ for_each_engine! {
             let Some(row) = row else {
                 return Ok(None);
             };
+            let at = rotation.updated_at;
+            let mut secrets = vec![ConnectionSecret::new(SecretRole::ApiKey, rotation.secret.clone())];
+            match previous {
+                Some(sealed) => secrets.push(ConnectionSecret {
+                    role: SecretRole::PreviousApiKey,
+                    sealed: patchbay_core::sealed::SealedSecret(sealed.clone()),
+                    expires_at: previous_expiry.map(|t| t.0),
+                }),
+                None => {
+                    sqlx::query("DELETE FROM connection_secrets WHERE connection_id = $1 AND role = $2")
+                        .bind(id.uuid())
+                        .bind(SecretRole::PreviousApiKey.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                }
+            }
+            Engine::put_secrets(&mut tx, id, &secrets, at).await?;
             Engine::insert_audit(&mut tx, audit).await?;
             tx.commit().await.map_err(map)?;
             Ok(Some(row.try_into()?))
@@ -324,17 +425,176 @@ for_each_engine! {
         }
 
         async fn system_purge_expired_previous_keys(&self, now: Timestamp) -> StoreResult<u64> {
+            let mut tx = self.begin().await?;
             let purged = sqlx::query(
-                "UPDATE connections SET previous_secret = NULL, previous_key_hint = NULL, \
-                 previous_key_expires_at = NULL \
+                "DELETE FROM connection_secrets WHERE expires_at IS NOT NULL AND expires_at <= $1",
+            )
+            .bind(DbTime(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?
+            .rows_affected();
+            sqlx::query(
+                "UPDATE connections SET previous_key_hint = NULL, previous_key_expires_at = NULL \
                  WHERE previous_key_expires_at IS NOT NULL AND previous_key_expires_at <= $1",
             )
+            .bind(DbTime(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+            tx.commit().await.map_err(map)?;
+            Ok(purged)
+        }
+
+        async fn lease_grant_refresh(
+            &self,
+            tenant: TenantId,
+            id: ConnectionId,
+            token: Uuid,
+            until: Timestamp,
+            now: Timestamp,
+        ) -> StoreResult<RefreshLease> {
+            let taken = sqlx::query(
+                "UPDATE connections SET refresh_lease_token = $1, refresh_lease_until = $2 \
+                 WHERE tenant_id = $3 AND id = $4 AND auth_method = $5 \
+                 AND (refresh_lease_until IS NULL OR refresh_lease_until <= $6)",
+            )
+            .bind(token)
+            .bind(DbTime(until))
+            .bind(tenant.uuid())
+            .bind(id.uuid())
+            .bind(AuthMethod::Oauth.as_str())
             .bind(DbTime(now))
             .execute(self.writer())
             .await
             .map_err(map)?
             .rows_affected();
-            Ok(purged)
+            if taken == 1 {
+                return Ok(RefreshLease::Acquired);
+            }
+            let exists: Option<(i64,)> = sqlx::query_as(
+                "SELECT CAST(1 AS BIGINT) FROM connections WHERE tenant_id = $1 AND id = $2 AND auth_method = $3",
+            )
+            .bind(tenant.uuid())
+            .bind(id.uuid())
+            .bind(AuthMethod::Oauth.as_str())
+            .fetch_optional(&mut *self.reader().await?)
+            .await
+            .map_err(map)?;
+            Ok(if exists.is_some() {
+                RefreshLease::Held
+            } else {
+                RefreshLease::NotFound
+            })
+        }
+
+        async fn release_grant_refresh(
+            &self,
+            tenant: TenantId,
+            id: ConnectionId,
+            token: Uuid,
+        ) -> StoreResult<()> {
+            sqlx::query(
+                "UPDATE connections SET refresh_lease_token = NULL, refresh_lease_until = NULL \
+                 WHERE tenant_id = $1 AND id = $2 AND refresh_lease_token = $3",
+            )
+            .bind(tenant.uuid())
+            .bind(id.uuid())
+            .bind(token)
+            .execute(self.writer())
+            .await
+            .map_err(map)?;
+            Ok(())
+        }
+
+        async fn apply_grant(
+            &self,
+            tenant: TenantId,
+            id: ConnectionId,
+            update: &GrantUpdate,
+            audit: &AuditEvent,
+        ) -> StoreResult<Option<Connection>> {
+            let v = update.validation.as_ref();
+            let account = v.and_then(|v| v.account.clone());
+            let has_account = account.is_some();
+            let account = account.unwrap_or_default();
+            let mut tx = self.begin().await?;
+            let row: Option<ConnectionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE connections SET key_hint = $1, data_key_id = $2, grant_scope = $3, \
+                 grant_refreshed_at = $4, updated_at = $5, \
+                 refresh_lease_token = NULL, refresh_lease_until = NULL, \
+                 status = CASE WHEN $6 THEN $7 ELSE status END, \
+                 missing_permissions = CASE WHEN $6 THEN $8 ELSE missing_permissions END, \
+                 last_validated_at = CASE WHEN $6 THEN $9 ELSE last_validated_at END, \
+                 last_error = CASE WHEN $6 THEN $10 ELSE last_error END, \
+                 account_name = CASE WHEN $11 THEN $12 ELSE account_name END, \
+                 account_country = CASE WHEN $11 THEN $13 ELSE account_country END, \
+                 default_currency = CASE WHEN $11 THEN $14 ELSE default_currency END \
+                 WHERE tenant_id = $15 AND id = $16 AND auth_method = $17 \
+                 AND ($18 OR refresh_lease_token = $19) RETURNING {CONNECTION_COLUMNS}"
+            )))
+            .bind(&update.key_hint)
+            .bind(update.data_key_id.uuid())
+            .bind(update.scope.as_str())
+            .bind(DbTime(update.refreshed_at))
+            .bind(DbTime(update.updated_at))
+            .bind(v.is_some())
+            .bind(v.map_or(ConnectionStatus::Active, |v| v.status).as_str())
+            .bind(Json(v.map(|v| v.missing_permissions.clone()).unwrap_or_default()))
+            .bind(db_time(v.map(|v| v.validated_at)))
+            .bind(v.and_then(|v| v.last_error.as_ref()).map(Json))
+            .bind(has_account)
+            .bind(&account.account_name)
+            .bind(&account.country)
+            .bind(&account.default_currency)
+            .bind(tenant.uuid())
+            .bind(id.uuid())
+            .bind(AuthMethod::Oauth.as_str())
+            .bind(update.lease_token.is_none())
+            .bind(update.lease_token)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            Engine::put_secrets(&mut tx, id, &update.secrets, update.updated_at).await?;
+            if let Some(session) = &update.session {
+                Engine::use_session(&mut tx, tenant, id, session, update.updated_at).await?;
+            }
+            Engine::insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(map)?;
+            Ok(Some(row.try_into()?))
+        }
+
+        async fn mark_connection_revoking(
+            &self,
+            tenant: TenantId,
+            id: ConnectionId,
+            error: &LastError,
+            job: &NewJob,
+            audit: &AuditEvent,
+        ) -> StoreResult<Option<Connection>> {
+            let mut tx = self.begin().await?;
+            let row: Option<ConnectionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE connections SET status = $1, last_error = $2 \
+                 WHERE tenant_id = $3 AND id = $4 AND auth_method = $5 RETURNING {CONNECTION_COLUMNS}"
+            )))
+            .bind(ConnectionStatus::Revoking.as_str())
+            .bind(Json(error))
+            .bind(tenant.uuid())
+            .bind(id.uuid())
+            .bind(AuthMethod::Oauth.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            Engine::insert_job(&mut tx, job, audit.created_at).await?;
+            Engine::insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(map)?;
+            Ok(Some(row.try_into()?))
         }
     }
 }

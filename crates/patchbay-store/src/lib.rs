@@ -35,6 +35,7 @@ mod types;
 
 mod api_keys;
 mod audit;
+mod connect;
 mod connections;
 mod health;
 mod jobs;

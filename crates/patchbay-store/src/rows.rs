@@ -3,12 +3,14 @@
 
 use patchbay_core::api_key::{ApiKey, ApiKeyCredential, Scopes};
 use patchbay_core::audit::{Actor, AuditEvent};
+use patchbay_core::connect::{
+    ConnectionSecret, GrantInfo, GrantScope, OAuthState, SecretRole, SessionUse, StripePlatform,
+};
 use patchbay_core::connection::{
     AccountDetails, AuthMethod, Connection, ConnectionStatus, LastError, Provider,
 };
 use patchbay_core::job::{Job, JobStatus};
 use patchbay_core::sealed::{DataKeyRecord, MasterKeyCheck, SealedSecret};
-use patchbay_core::store::ConnectionSecrets;
 use patchbay_core::tenant::{Tenant, TenantStatus};
 use patchbay_core::{Id, Metadata, StoreError};
 use sqlx::types::Json;
@@ -146,7 +148,8 @@ impl TryFrom<ApiKeyCredentialRow> for ApiKeyCredential {
 pub(crate) const CONNECTION_COLUMNS: &str = "id, tenant_id, provider, auth_method, livemode, status, \
      stripe_account_id, account_name, account_country, default_currency, key_hint, external_id, \
      name, metadata, stripe_version, missing_permissions, last_validated_at, last_error, \
-     previous_key_hint, previous_key_expires_at, created_at, updated_at";
+     previous_key_hint, previous_key_expires_at, oauth_client_id, grant_scope, grant_refreshed_at, \
+     created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ConnectionRow {
@@ -170,6 +173,9 @@ pub(crate) struct ConnectionRow {
     last_error: Option<Json<LastError>>,
     previous_key_hint: Option<String>,
     previous_key_expires_at: Option<DbTime>,
+    oauth_client_id: Option<String>,
+    grant_scope: Option<String>,
+    grant_refreshed_at: Option<DbTime>,
     created_at: DbTime,
     updated_at: DbTime,
 }
@@ -203,6 +209,15 @@ impl TryFrom<ConnectionRow> for Connection {
             last_error: r.last_error.map(|e| e.0),
             previous_key_hint: r.previous_key_hint,
             previous_key_expires_at: r.previous_key_expires_at.map(|t| t.0),
+            grant: match (r.oauth_client_id, r.grant_scope) {
+                (Some(client_id), Some(scope)) => Some(GrantInfo {
+                    client_id,
+                    scope: GrantScope::parse(&scope)
+                        .ok_or_else(|| corrupt("grant scope", &scope))?,
+                    refreshed_at: r.grant_refreshed_at.map(|t| t.0),
+                }),
+                _ => None,
+            },
             created_at: r.created_at.0,
             updated_at: r.updated_at.0,
         })
@@ -210,21 +225,26 @@ impl TryFrom<ConnectionRow> for Connection {
 }
 
 /// Connection columns prefixed for the join with its data key.
-pub(crate) const CONNECTION_SECRETS_SELECT: &str = "SELECT c.id, c.tenant_id, c.provider, c.auth_method, c.livemode, c.status, \
+pub(crate) const CONNECTION_KEY_SELECT: &str = "SELECT c.id, c.tenant_id, c.provider, c.auth_method, c.livemode, c.status, \
      c.stripe_account_id, c.account_name, c.account_country, c.default_currency, c.key_hint, \
      c.external_id, c.name, c.metadata, c.stripe_version, c.missing_permissions, \
      c.last_validated_at, c.last_error, c.previous_key_hint, c.previous_key_expires_at, \
-     c.created_at, c.updated_at, c.secret, c.previous_secret, \
+     c.oauth_client_id, c.grant_scope, c.grant_refreshed_at, c.created_at, c.updated_at, \
      d.id AS dk_id, d.tenant_id AS dk_tenant_id, d.master_key_id AS dk_master_key_id, \
      d.wrapped AS dk_wrapped, d.created_at AS dk_created_at \
      FROM connections c JOIN data_keys d ON d.id = c.data_key_id AND d.tenant_id = c.tenant_id";
 
 #[derive(sqlx::FromRow)]
-pub(crate) struct ConnectionSecretsRow {
+pub(crate) struct ConnectionKeyRow {
     #[sqlx(flatten)]
-    connection: ConnectionRow,
-    secret: Vec<u8>,
-    previous_secret: Option<Vec<u8>>,
+    pub(crate) connection: ConnectionRow,
+    #[sqlx(flatten)]
+    pub(crate) data_key: PrefixedDataKeyRow,
+}
+
+/// A data key joined under `dk_` names.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PrefixedDataKeyRow {
     dk_id: Uuid,
     dk_tenant_id: Uuid,
     dk_master_key_id: String,
@@ -232,20 +252,116 @@ pub(crate) struct ConnectionSecretsRow {
     dk_created_at: DbTime,
 }
 
-impl TryFrom<ConnectionSecretsRow> for ConnectionSecrets {
+impl From<PrefixedDataKeyRow> for DataKeyRecord {
+    fn from(r: PrefixedDataKeyRow) -> Self {
+        DataKeyRecord {
+            id: Id::from_uuid(r.dk_id),
+            tenant_id: Id::from_uuid(r.dk_tenant_id),
+            master_key_id: r.dk_master_key_id,
+            wrapped: r.dk_wrapped,
+            created_at: r.dk_created_at.0,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ConnectionSecretRow {
+    role: String,
+    sealed: Vec<u8>,
+    expires_at: Option<DbTime>,
+}
+
+impl TryFrom<ConnectionSecretRow> for ConnectionSecret {
     type Error = StoreError;
-    fn try_from(r: ConnectionSecretsRow) -> Result<Self, StoreError> {
-        Ok(ConnectionSecrets {
-            connection: r.connection.try_into()?,
-            data_key: DataKeyRecord {
-                id: Id::from_uuid(r.dk_id),
-                tenant_id: Id::from_uuid(r.dk_tenant_id),
-                master_key_id: r.dk_master_key_id,
-                wrapped: r.dk_wrapped,
-                created_at: r.dk_created_at.0,
+    fn try_from(r: ConnectionSecretRow) -> Result<Self, StoreError> {
+        Ok(ConnectionSecret {
+            role: SecretRole::parse(&r.role).ok_or_else(|| corrupt("secret role", &r.role))?,
+            sealed: SealedSecret(r.sealed),
+            expires_at: r.expires_at.map(|t| t.0),
+        })
+    }
+}
+
+pub(crate) const PLATFORM_COLUMNS: &str = "tenant_id, livemode, client_id, key_hint, \
+     platform_account_id, redirect_uris, scope, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PlatformRow {
+    tenant_id: Uuid,
+    livemode: bool,
+    client_id: String,
+    key_hint: String,
+    platform_account_id: Option<String>,
+    redirect_uris: Json<Vec<String>>,
+    scope: String,
+    created_at: DbTime,
+    updated_at: DbTime,
+}
+
+impl TryFrom<PlatformRow> for StripePlatform {
+    type Error = StoreError;
+    fn try_from(r: PlatformRow) -> Result<Self, StoreError> {
+        Ok(StripePlatform {
+            tenant_id: Id::from_uuid(r.tenant_id),
+            livemode: r.livemode,
+            client_id: r.client_id,
+            key_hint: r.key_hint,
+            platform_account_id: r.platform_account_id,
+            redirect_uris: r.redirect_uris.0,
+            scope: GrantScope::parse(&r.scope).ok_or_else(|| corrupt("platform scope", &r.scope))?,
+            created_at: r.created_at.0,
+            updated_at: r.updated_at.0,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PlatformSecretRow {
+    #[sqlx(flatten)]
+    pub(crate) platform: PlatformRow,
+    pub(crate) secret: Vec<u8>,
+    #[sqlx(flatten)]
+    pub(crate) data_key: PrefixedDataKeyRow,
+}
+
+pub(crate) const OAUTH_STATE_COLUMNS: &str = "state_hash, tenant_id, livemode, external_id, \
+     redirect_uri, return_to, scope, session_id, session_expires_at, created_at, expires_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct OAuthStateRow {
+    state_hash: String,
+    tenant_id: Uuid,
+    livemode: bool,
+    external_id: Option<String>,
+    redirect_uri: String,
+    return_to: Option<String>,
+    scope: String,
+    session_id: Option<Uuid>,
+    session_expires_at: Option<DbTime>,
+    created_at: DbTime,
+    expires_at: DbTime,
+}
+
+impl TryFrom<OAuthStateRow> for OAuthState {
+    type Error = StoreError;
+    fn try_from(r: OAuthStateRow) -> Result<Self, StoreError> {
+        Ok(OAuthState {
+            state_hash: r.state_hash,
+            tenant_id: Id::from_uuid(r.tenant_id),
+            livemode: r.livemode,
+            external_id: r.external_id,
+            redirect_uri: r.redirect_uri,
+            return_to: r.return_to,
+            scope: GrantScope::parse(&r.scope).ok_or_else(|| corrupt("state scope", &r.scope))?,
+            session: match (r.session_id, r.session_expires_at) {
+                (Some(session_id), Some(expires_at)) => Some(SessionUse {
+                    session_id,
+                    expires_at: expires_at.0,
+                }),
+                _ => None,
             },
-            secret: SealedSecret(r.secret),
-            previous_secret: r.previous_secret.map(SealedSecret),
+            created_at: r.created_at.0,
+            expires_at: r.expires_at.0,
         })
     }
 }

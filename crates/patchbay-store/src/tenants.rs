@@ -153,5 +153,63 @@ for_each_engine! {
             .map_err(map)?;
             row.map(TryInto::try_into).transpose()
         }
+
+        async fn allowed_origins(&self, tenant: TenantId) -> StoreResult<Vec<String>> {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT origin FROM tenant_origins WHERE tenant_id = $1 ORDER BY origin",
+            )
+            .bind(tenant.uuid())
+            .fetch_all(&mut *self.reader().await?)
+            .await
+            .map_err(map)?;
+            Ok(rows.into_iter().map(|(o,)| o).collect())
+        }
+
+        async fn set_allowed_origins(
+            &self,
+            tenant: TenantId,
+            origins: &[String],
+            audit: &AuditEvent,
+        ) -> StoreResult<bool> {
+            let mut tx = self.begin().await?;
+            let exists: Option<(i64,)> =
+                sqlx::query_as("SELECT CAST(1 AS BIGINT) FROM tenants WHERE id = $1")
+                    .bind(tenant.uuid())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map)?;
+            if exists.is_none() {
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM tenant_origins WHERE tenant_id = $1")
+                .bind(tenant.uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+            for origin in origins {
+                sqlx::query(
+                    "INSERT INTO tenant_origins (tenant_id, origin) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                )
+                .bind(tenant.uuid())
+                .bind(origin)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+            }
+            Engine::insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(map)?;
+            Ok(true)
+        }
+
+        async fn system_origin_allowed(&self, origin: &str) -> StoreResult<bool> {
+            let row: Option<(i64,)> = sqlx::query_as(
+                "SELECT CAST(1 AS BIGINT) FROM tenant_origins WHERE origin = $1 LIMIT 1",
+            )
+            .bind(origin)
+            .fetch_optional(&mut *self.reader().await?)
+            .await
+            .map_err(map)?;
+            Ok(row.is_some())
+        }
     }
 }

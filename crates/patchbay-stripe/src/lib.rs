@@ -28,4 +28,4 @@ pub use redact::{Redacted, redact};
 pub use request::{Body, StripeRequest};
 pub use response::StripeResponse;
 pub use retry::RetryPolicy;
-pub use test_call::{KeyCheck, KeyOutcome};
+pub use test_call::{KeyCheck, KeyOutcome, is_account_access_revoked};

@@ -224,10 +224,9 @@ impl StripeClient {
         code: &str,
     ) -> Result<Grant, OAuthError> {
         let client = self.token_client(platform_key, client_id)?;
-        let http = |request: HttpRequest| self.send_oauth(request);
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .request_async(&http)
+            .request_async(&OAuthHttp(self.clone()))
             .await
             .map_err(|e| token_error(e, platform_key))?;
         Ok(grant(response))
@@ -241,11 +240,10 @@ impl StripeClient {
         refresh_token: &SecretString,
     ) -> Result<Grant, OAuthError> {
         let client = self.token_client(platform_key, client_id)?;
-        let http = |request: HttpRequest| self.send_oauth(request);
         let token = RefreshToken::new(refresh_token.expose_secret().to_owned());
         let response = client
             .exchange_refresh_token(&token)
-            .request_async(&http)
+            .request_async(&OAuthHttp(self.clone()))
             .await
             .map_err(|e| token_error(e, platform_key))?;
         Ok(grant(response))
@@ -345,6 +343,21 @@ impl StripeClient {
         builder
             .body(body.to_vec())
             .map_err(|e| OAuthTransportError(e.to_string()))
+    }
+}
+
+/// The `oauth2` crate's HTTP hook on the shared client. A named type with a
+/// boxed `Send` future (not a closure) keeps the callers' futures `Send`.
+struct OAuthHttp(StripeClient);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
+    type Error = OAuthTransportError;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<HttpResponse, OAuthTransportError>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(self.0.send_oauth(request))
     }
 }
 

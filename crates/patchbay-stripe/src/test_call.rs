@@ -6,6 +6,10 @@
 //! 200 proves the key, 403 proves it too (valid, but without that permission,
 //! which is recorded), 401 proves it invalid. An endpoint the upstream does not
 //! have (404, as on local fakes) is skipped. The first 200 ends the probe.
+//!
+//! On a connected account (`Stripe-Account`, a Connect grant), a 401 or 403 that
+//! says the platform key has no access to the account means the account
+//! removed the platform (deauthorized): the grant is revoked, not the key.
 
 use patchbay_core::connection::AccountDetails;
 
@@ -46,6 +50,29 @@ pub enum KeyOutcome {
         /// Stripe's message, masked.
         message: Option<Redacted>,
     },
+    /// The key works but may no longer act on the connected account: the
+    /// account disconnected the platform (Connect grants only).
+    Revoked {
+        /// Stripe's message, masked.
+        message: Option<Redacted>,
+    },
+}
+
+/// Whether an error answer on a connected-account call says the platform has
+/// no access to that account (Stripe: 401/403, code `account_invalid`, "does
+/// not have access to account 'acct_…' … Application access may have been revoked").
+pub fn is_account_access_revoked(status: u16, error: Option<&crate::ApiErrorBody>) -> bool {
+    if !matches!(status, 401 | 403) {
+        return false;
+    }
+    let Some(error) = error else {
+        return false;
+    };
+    let code = error.code.as_ref().map(|c| c.as_str());
+    let message = error.message.as_ref().map_or("", |m| m.as_str());
+    code == Some("account_invalid")
+        || message.contains("does not have access to account")
+        || message.contains("Application access may have been revoked")
 }
 
 impl StripeClient {
@@ -69,6 +96,17 @@ impl StripeClient {
                 .with_version(stripe_version.map(str::to_owned));
             let response = self.send(key.secret(), request, rate).await?;
             last_request_id = response.request_id.clone();
+            if stripe_account.is_some() {
+                let error = response.error_body();
+                if is_account_access_revoked(response.status.as_u16(), error.as_ref()) {
+                    return Ok(KeyCheck {
+                        outcome: KeyOutcome::Revoked {
+                            message: error.and_then(|e| e.message),
+                        },
+                        request_id: response.request_id,
+                    });
+                }
+            }
             match response.status.as_u16() {
                 200 => {
                     let account = if path == "/v1/account" {
@@ -144,5 +182,21 @@ mod tests {
         assert_eq!(permission_in(m).as_deref(), Some("rak_balance_read"));
         assert_eq!(permission_in("no permission named"), None);
         assert_eq!(permission_in("rak_"), None);
+    }
+
+    #[test]
+    fn a_connected_account_without_access_is_revoked() {
+        let body = |json: &str| crate::ApiErrorBody::parse(json.as_bytes(), None);
+        let revoked = body(
+            r#"{"error":{"type":"invalid_request_error","code":"account_invalid","message":"The provided key 'sk_test_***1234' does not have access to account 'acct_1' (or that account does not exist). Application access may have been revoked."}}"#,
+        );
+        assert!(is_account_access_revoked(403, revoked.as_ref()));
+        assert!(is_account_access_revoked(401, revoked.as_ref()));
+        assert!(!is_account_access_revoked(500, revoked.as_ref()));
+        let bad_key = body(
+            r#"{"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_test_****1234"}}"#,
+        );
+        assert!(!is_account_access_revoked(401, bad_key.as_ref()));
+        assert!(!is_account_access_revoked(401, None));
     }
 }

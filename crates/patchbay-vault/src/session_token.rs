@@ -35,6 +35,9 @@ pub struct SessionClaims {
     pub iss: String,
     /// Always [`AUDIENCE`].
     pub aud: String,
+    /// Where the browser returns after OAuth, fixed by the tenant's backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto: Option<String>,
 }
 
 impl SessionClaims {
@@ -56,7 +59,15 @@ impl SessionClaims {
             exp: expires_at,
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
+            rto: None,
         }
+    }
+
+    /// Fixes the return URL.
+    #[must_use]
+    pub fn with_return_to(mut self, return_to: Option<String>) -> Self {
+        self.rto = return_to;
+        self
     }
 }
 

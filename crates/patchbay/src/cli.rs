@@ -19,6 +19,11 @@ CONFIGURATION
   PATCHBAY_ADMIN_TOKEN(_FILE)      platform admin token (32+ characters). Without it, SQLite
                                    generates one into <data dir>/admin-token (printed once,
                                    on a terminal only).
+  PATCHBAY_SESSION_SIGNING_KEY(_FILE)  HS256 key (32+ bytes) signing connect-session tokens.
+                                   Without it, SQLite generates one into <data dir>/session.key;
+                                   PostgreSQL (several replicas share it) refuses to start.
+  PATCHBAY_OAUTH_STATE_TTL         how long an OAuth state from auth-url is accepted [10m]
+  PATCHBAY_SESSION_TTL             default lifetime of a connect-session token [30m]
   PATCHBAY_LOG                     log filter, e.g. info or patchbay=debug [info]
   PATCHBAY_LOG_FORMAT              text or json [text]
   PATCHBAY_STRIPE_API_BASE         [https://api.stripe.com]

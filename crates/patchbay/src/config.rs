@@ -35,6 +35,14 @@ pub struct Settings {
     pub master_keys: Option<SecretString>,
     /// Platform admin token.
     pub admin_token: Option<SecretString>,
+    /// HS256 key that signs connect-session tokens.
+    pub session_signing_key: Option<SecretString>,
+    /// How long an OAuth state from `auth-url` is accepted.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub oauth_state_ttl: Duration,
+    /// Default lifetime of a connect-session token.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub session_ttl: Duration,
     /// Log filter.
     pub log: String,
     /// Log format.
@@ -115,6 +123,8 @@ struct Defaults {
     stripe_interactive_deadline: &'static str,
     stripe_max_retries: u32,
     revalidate_every: &'static str,
+    oauth_state_ttl: &'static str,
+    session_ttl: &'static str,
     job_concurrency: usize,
     job_lease: &'static str,
     job_poll: &'static str,
@@ -143,6 +153,8 @@ const DEFAULTS: Defaults = Defaults {
     stripe_interactive_deadline: "10s",
     stripe_max_retries: 2,
     revalidate_every: "24h",
+    oauth_state_ttl: "10m",
+    session_ttl: "30m",
     job_concurrency: 4,
     job_lease: "5m",
     job_poll: "1s",
@@ -160,7 +172,12 @@ const DEFAULTS: Defaults = Defaults {
 };
 
 /// Settings that may come from a file instead of a variable.
-const SECRET_FILES: [&str; 3] = ["database_url", "master_keys", "admin_token"];
+const SECRET_FILES: [&str; 4] = [
+    "database_url",
+    "master_keys",
+    "admin_token",
+    "session_signing_key",
+];
 
 /// Why the settings cannot be used. Messages name the setting, never its value.
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +271,16 @@ impl Settings {
         if self.revalidate_every < Duration::from_secs(1) {
             return Err(ConfigError::Invalid(
                 "PATCHBAY_REVALIDATE_EVERY must be at least 1s".into(),
+            ));
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(3600)).contains(&self.oauth_state_ttl) {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_OAUTH_STATE_TTL must be between 1m and 1h".into(),
+            ));
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(86_400)).contains(&self.session_ttl) {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_SESSION_TTL must be between 1m and 24h".into(),
             ));
         }
         if self.job_concurrency == 0 || self.db_max_connections == 0 {

@@ -13,7 +13,9 @@ use patchbay_core::Store;
 use patchbay_store::{PoolSettings, is_postgres_url};
 use patchbay_stripe::{ClientConfig, RetryPolicy, StripeClient};
 use patchbay_vault::api_token::generate_admin_token;
-use patchbay_vault::{Keyring, generate_master_key, verify_keyring_against_store};
+use patchbay_vault::{
+    Keyring, SessionSigner, generate_master_key, verify_keyring_against_store,
+};
 use secrecy::{ExposeSecret, SecretString};
 use tracing::{info, warn};
 
@@ -217,6 +219,36 @@ fn announce_admin_token(token: &SecretString, path: &Path, terminal: bool, out: 
     );
 }
 
+/// The key that signs connect-session tokens. On SQLite without one
+/// configured, a key is generated into the data directory (kept across
+/// restarts, so issued sessions stay valid); PostgreSQL requires one, shared
+/// by every replica.
+pub fn session_signer(settings: &Settings) -> Result<SessionSigner, SetupError> {
+    let key = match &settings.session_signing_key {
+        Some(key) => key.clone(),
+        None if is_sqlite(settings) => {
+            let path = dev_file(settings, "session.key")?;
+            if !path.exists() {
+                let key = generate_admin_token().map_err(|e| fail(e.to_string()))?;
+                write_private(&path, key.expose_secret()).map_err(|e| {
+                    fail(format!(
+                        "cannot write the development session signing key {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+            read_trimmed(&path)?
+        }
+        None => {
+            return Err(fail(
+                "PATCHBAY_SESSION_SIGNING_KEY (or PATCHBAY_SESSION_SIGNING_KEY_FILE) is required with PostgreSQL: \
+                 every replica must verify the connect-session tokens the others sign (32+ random bytes, e.g. `openssl rand -base64 48`)",
+            ));
+        }
+    };
+    SessionSigner::new(&key).map_err(|e| fail(format!("PATCHBAY_SESSION_SIGNING_KEY: {e}")))
+}
+
 /// The Stripe client from settings.
 pub fn stripe_client(settings: &Settings) -> Result<StripeClient, SetupError> {
     StripeClient::new(ClientConfig {
@@ -250,6 +282,8 @@ pub fn api_config(settings: &Settings) -> ApiConfig {
         },
         max_connections_per_tenant: settings.max_connections_per_tenant,
         max_api_keys_per_tenant: settings.max_api_keys_per_tenant,
+        oauth_state_ttl: settings.oauth_state_ttl,
+        session_ttl: settings.session_ttl,
         ..ApiConfig::default()
     }
 }
@@ -263,6 +297,7 @@ pub async fn app_state(
     // for a configuration mistake leaves the database untouched.
     let keyring = keyring(settings)?;
     let admin = admin_token(settings)?;
+    let signer = session_signer(settings)?;
     let stripe = stripe_client(settings)?;
     let store = open_store(settings).await?;
     verify_keyring(&keyring, store.as_ref()).await?;
@@ -272,7 +307,10 @@ pub async fn app_state(
         keyring,
         stripe,
         Some(&admin),
-        api_config(settings),
+        ApiConfig {
+            session_signer: Arc::new(signer),
+            ..api_config(settings)
+        },
         metrics,
     ))
 }

@@ -1,14 +1,20 @@
-//! Who is calling: the platform admin (its token) or a tenant (an API key),
-//! read from `x-api-key` or `Authorization: Bearer` (or Basic with the key as
-//! user name, as Stripe accepts). Extractors for routes that need one or the other.
+//! Who is calling: the platform admin (its token), a tenant (an API key), or a
+//! browser holding a connect session (a short-lived JWT), read from
+//! `x-api-key` or `Authorization: Bearer` (or Basic with the key as user name,
+//! as Stripe accepts). The [`resolve_caller`] layer resolves the caller once
+//! per request and places it in the request's extensions; the extractors read
+//! it from there and refuse callers a route does not take.
 
 mod key_verifier;
 mod legacy_hash;
 mod usage;
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::{AUTHORIZATION, ORIGIN};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use patchbay_core::api_key::{Scope, Scopes};
 use patchbay_core::audit::{Actor, AuditEvent};
@@ -21,6 +27,7 @@ pub use usage::UsageRecorder;
 
 use crate::context::RequestId;
 use crate::error::ApiError;
+use crate::services::connect_sessions::{self, SessionPrincipal};
 use crate::state::AppState;
 
 /// A verified tenant key.
@@ -48,7 +55,133 @@ impl TenantPrincipal {
     }
 }
 
-/// Either caller.
+/// Whoever is calling, as the [`resolve_caller`] layer found them.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The platform admin.
+    Admin,
+    /// A tenant key.
+    Tenant(TenantPrincipal),
+    /// A browser with a connect session (only on the browser routes).
+    Session(SessionPrincipal),
+}
+
+impl Caller {
+    /// The tenant the caller acts for, when it is one (rate limits, metrics).
+    pub fn tenant(&self) -> Option<TenantId> {
+        match self {
+            Self::Admin => None,
+            Self::Tenant(t) => Some(t.tenant_id),
+            Self::Session(s) => Some(s.tenant_id),
+        }
+    }
+
+    /// The actor recorded in audit events.
+    pub fn actor(&self) -> Actor {
+        match self {
+            Self::Admin => Actor::Admin,
+            Self::Tenant(t) => Actor::ApiKey(t.key_id),
+            Self::Session(s) => Actor::ConnectSession(s.session_id),
+        }
+    }
+}
+
+/// Which credentials a surface takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The management API: the admin token and tenant keys.
+    Management,
+    /// The browser routes: tenant keys and connect sessions.
+    Browser,
+}
+
+/// Whether a presented bearer is a connect-session token (a JWT) rather than
+/// a key: three dot-separated parts, the first a JSON header in base64url.
+fn is_session_token(token: &str) -> bool {
+    token.starts_with("eyJ") && token.split('.').count() == 3
+}
+
+/// The layer: resolves the caller once and places it in the request. A
+/// CORS preflight carries no credentials and passes through unresolved.
+pub async fn resolve_caller(
+    State((state, surface)): State<(AppState, Surface)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if request.method() == Method::OPTIONS {
+        return next.run(request).await;
+    }
+    match caller(&state, surface, request.headers()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn caller(state: &AppState, surface: Surface, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = presented(headers)?;
+    let token = token.expose_secret();
+    if is_session_token(token) {
+        if surface != Surface::Browser {
+            return Err(ApiError::forbidden(
+                "session_forbidden",
+                "A connect-session token may only call GET /api/v1/connections/stripe/auth-url and POST /api/v1/connections; everything else needs a tenant API key, which belongs on the tenant's backend, never in a browser.",
+            ));
+        }
+        let session = connect_sessions::verify(state, token).await?;
+        if let Some(origin) = headers.get(ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            let allowed = state.store.allowed_origins(session.tenant_id).await.map_err(crate::services::error::ServiceError::from)?;
+            if !allowed.iter().any(|o| o == origin) {
+                return Err(ApiError::forbidden(
+                    "origin_not_allowed",
+                    "This page's origin is not among the tenant's allowed origins (PUT /api/v1/settings).",
+                ));
+            }
+        }
+        return Ok(Caller::Session(session));
+    }
+    if state.is_admin_token(token) {
+        return match surface {
+            Surface::Management => Ok(Caller::Admin),
+            Surface::Browser => Err(tenant_key_required()),
+        };
+    }
+    state
+        .keys
+        .verify(token)
+        .await
+        .map(Caller::Tenant)
+        .map_err(ApiError::from)
+}
+
+fn tenant_key_required() -> ApiError {
+    ApiError::forbidden(
+        "tenant_key_required",
+        "This endpoint acts for one tenant: call it with that tenant's API key. The admin manages tenants' keys under /api/v1/tenants/{id}/api-keys.",
+    )
+}
+
+/// The caller the layer resolved; a route outside the layers has none (a bug).
+fn resolved(parts: &Parts) -> Result<Caller, ApiError> {
+    parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+        ApiError::from(crate::services::error::ServiceError::internal(
+            &"a route that needs a caller is outside the caller layer",
+        ))
+    })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        resolved(parts)
+    }
+}
+
+/// The admin or a tenant key (a connect session gets 403).
 #[derive(Debug, Clone)]
 pub enum Principal {
     /// The platform admin.
@@ -68,14 +201,14 @@ impl Principal {
 }
 
 /// Reads the presented credential; copies of it are secrets from here on.
-fn presented(parts: &Parts) -> Result<SecretString, ApiError> {
-    if let Some(value) = parts.headers.get("x-api-key") {
+fn presented(headers: &HeaderMap) -> Result<SecretString, ApiError> {
+    if let Some(value) = headers.get("x-api-key") {
         let key = value.to_str().map_err(|_| malformed())?.trim();
         if !key.is_empty() {
             return Ok(SecretString::from(key));
         }
     }
-    if let Some(value) = parts.headers.get(AUTHORIZATION) {
+    if let Some(value) = headers.get(AUTHORIZATION) {
         let value = value.to_str().map_err(|_| malformed())?.trim();
         if let Some(token) = strip_scheme(value, "bearer") {
             return Ok(SecretString::from(token.trim()));
@@ -113,17 +246,15 @@ fn malformed() -> ApiError {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = presented(parts)?;
-        if state.is_admin_token(token.expose_secret()) {
-            return Ok(Principal::Admin);
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        match resolved(parts)? {
+            Caller::Admin => Ok(Principal::Admin),
+            Caller::Tenant(t) => Ok(Principal::Tenant(t)),
+            Caller::Session(_) => Err(ApiError::forbidden(
+                "session_forbidden",
+                "A connect session may not call this endpoint.",
+            )),
         }
-        state
-            .keys
-            .verify(token.expose_secret())
-            .await
-            .map(Principal::Tenant)
-            .map_err(ApiError::from)
     }
 }
 
@@ -155,10 +286,7 @@ impl FromRequestParts<AppState> for Tenant {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match Principal::from_request_parts(parts, state).await? {
             Principal::Tenant(t) => Ok(Tenant(t)),
-            Principal::Admin => Err(ApiError::forbidden(
-                "tenant_key_required",
-                "This endpoint acts for one tenant: call it with that tenant's API key. The admin manages tenants' keys under /api/v1/tenants/{id}/api-keys.",
-            )),
+            Principal::Admin => Err(tenant_key_required()),
         }
     }
 }
@@ -177,8 +305,13 @@ pub struct AuditContext {
 impl AuditContext {
     /// For a principal in a request.
     pub fn new(principal: &Principal, request_id: &RequestId) -> Self {
+        Self::for_actor(principal.actor(), request_id)
+    }
+
+    /// For any actor in a request.
+    pub fn for_actor(actor: Actor, request_id: &RequestId) -> Self {
         Self {
-            actor: principal.actor(),
+            actor,
             request_id: Some(request_id.as_str().to_owned()),
             client_request_id: request_id.client().map(str::to_owned),
         }

@@ -18,13 +18,17 @@ use serde::{Deserialize, Serialize};
 use super::common::{
     BodyErrors, Deleted, ListResponse, NotFound, StandardErrors, Unprocessable, double_option, page,
 };
-use crate::auth::{AuditContext, Principal, Tenant, TenantPrincipal};
+use crate::auth::{AuditContext, Caller, Principal, Tenant, TenantPrincipal};
 use crate::context::RequestId;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Json, Query, parse_id};
+use crate::services::connect_sessions::Allowed;
 use crate::services::connections::{
     self, ConnectionPatch, NewConnectionInput, RotateOptions, Trigger,
 };
+use crate::services::error::ServiceError;
+use crate::services::oauth::{self, Disconnect};
+use patchbay_core::connect::GrantScope;
 use crate::state::AppState;
 
 /// A Stripe connection. The key itself is never shown: only `key_hint`.
@@ -39,12 +43,15 @@ pub struct ConnectionObject {
     pub tenant_id: TenantId,
     /// Always `stripe`.
     pub provider: Provider,
-    /// `secret_key` or `restricted_key`.
+    /// `secret_key`, `restricted_key`, or `oauth` (a Stripe Connect grant:
+    /// calls use the tenant's platform key with `Stripe-Account`).
     pub auth_method: AuthMethod,
     /// Live or test mode; never changes.
     pub livemode: bool,
     /// `active` (proven by the last test call), `pending` (not yet tested),
-    /// `invalid` (Stripe rejected the key) or `error` (Stripe could not be reached).
+    /// `invalid` (Stripe rejected the key), `error` (Stripe could not be
+    /// reached), `revoking` (being disconnected; Stripe has not confirmed yet)
+    /// or `revoked` (the connected account removed the platform's access).
     pub status: ConnectionStatus,
     /// The Stripe account reached, when the key may read it.
     #[schema(example = "acct_1Nv0FGQ9RKHgCVdK")]
@@ -77,6 +84,13 @@ pub struct ConnectionObject {
     pub previous_key_hint: Option<String>,
     /// When that kept key is destroyed.
     pub previous_key_expires_at: Option<DateTime<Utc>>,
+    /// For a Connect grant: `read_write` or `read_only`.
+    pub scope: Option<GrantScope>,
+    /// For a Connect grant: the platform's client id it was granted to.
+    #[schema(example = "ca_FkyHCg7X8mlvCUdMDao4mMxagUfhIwXb")]
+    pub client_id: Option<String>,
+    /// For a Connect grant: when its tokens were last refreshed.
+    pub refreshed_at: Option<DateTime<Utc>>,
     /// When created.
     pub created_at: DateTime<Utc>,
     /// When last changed.
@@ -107,6 +121,9 @@ impl From<Connection> for ConnectionObject {
             last_error: c.last_error,
             previous_key_hint: c.previous_key_hint,
             previous_key_expires_at: c.previous_key_expires_at,
+            scope: c.grant.as_ref().map(|g| g.scope),
+            client_id: c.grant.as_ref().map(|g| g.client_id.clone()),
+            refreshed_at: c.grant.as_ref().and_then(|g| g.refreshed_at),
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -251,25 +268,49 @@ pub enum StripeFailures {
         StripeFailures,
     ))]
 pub async fn create_connection(
-    Tenant(tenant): Tenant,
+    caller: Caller,
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     Json(body): Json<CreateConnection>,
 ) -> Result<(StatusCode, axum::Json<ConnectionObject>), ApiError> {
-    tenant.require(Scope::ConnectionsWrite)?;
+    let (tenant_id, external_id, session) = match &caller {
+        Caller::Tenant(tenant) => {
+            tenant.require(Scope::ConnectionsWrite)?;
+            (tenant.tenant_id, body.external_id, None)
+        }
+        Caller::Session(session) => {
+            session.require(Allowed::ApiKey)?;
+            if body.external_id.as_ref().is_some_and(|e| *e != session.external_id) {
+                return Err(ServiceError::forbidden(
+                    "session_scope_mismatch",
+                    "This connect session is for another external_id.",
+                )
+                .into());
+            }
+            (session.tenant_id, Some(session.external_id.clone()), Some(session.spend()))
+        }
+        Caller::Admin => {
+            return Err(ServiceError::forbidden(
+                "tenant_key_required",
+                "This endpoint acts for one tenant: call it with that tenant's API key.",
+            )
+            .into());
+        }
+    };
     let input = NewConnectionInput {
         provider: body.provider,
         api_key: body.api_key,
-        external_id: body.external_id,
+        external_id,
         name: body.name,
         metadata: body.metadata,
         stripe_version: body.stripe_version,
         validate: body.validate,
+        session,
     };
     let created = connections::create(
         &state,
-        &audit(&tenant, &request_id),
-        tenant.tenant_id,
+        &AuditContext::for_actor(caller.actor(), &request_id),
+        tenant_id,
         input,
     )
     .await?;
@@ -357,25 +398,76 @@ pub async fn update_connection(
     Ok(axum::Json(updated.into()))
 }
 
-/// Deletes a connection and destroys its key.
+/// What a delete answers: done, or (a Connect grant Stripe has not yet
+/// released) accepted and retried in the background.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum DeleteResponse {
+    /// Deleted (and, for a Connect grant, deauthorized at Stripe).
+    #[response(status = 200)]
+    Deleted(#[to_schema] Deleted),
+    /// A Connect grant Stripe could not deauthorize now: the connection is
+    /// `revoking` and a job retries until Stripe confirms, then deletes it.
+    #[response(status = 202)]
+    Revoking(#[to_schema] ConnectionObject),
+}
+
+impl axum::response::IntoResponse for DeleteResponse {
+    fn into_response(self) -> axum::response::Response {
+        match self {
+            Self::Deleted(d) => (StatusCode::OK, axum::Json(d)).into_response(),
+            Self::Revoking(c) => (StatusCode::ACCEPTED, axum::Json(c)).into_response(),
+        }
+    }
+}
+
+/// Deletes a connection and destroys its secrets. A Connect grant is
+/// deauthorized at Stripe first (`POST /oauth/deauthorize`).
 #[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections",
     params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "Deleted", body = Deleted), StandardErrors, NotFound))]
+    responses(DeleteResponse, StandardErrors, NotFound,
+        (status = 409, description = "A Connect grant whose platform is no longer configured (`integration_missing`)", body = ErrorResponse)))]
 pub async fn delete_connection(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Deleted>, ApiError> {
+) -> Result<DeleteResponse, ApiError> {
     tenant.require(Scope::ConnectionsWrite)?;
     let id: ConnectionId = parse_id(&id, "id")?;
-    connections::delete(&state, &audit(&tenant, &request_id), tenant.tenant_id, id).await?;
-    Ok(axum::Json(Deleted {
-        id: id.to_string(),
-        object: "connection",
-        deleted: true,
-    }))
+    match connections::delete(&state, &audit(&tenant, &request_id), tenant.tenant_id, id).await? {
+        Disconnect::Deleted => Ok(DeleteResponse::Deleted(Deleted {
+            id: id.to_string(),
+            object: "connection",
+            deleted: true,
+        })),
+        Disconnect::Pending(c) => Ok(DeleteResponse::Revoking(c.into())),
+    }
+}
+
+/// Refreshes a Connect grant's tokens (`grant_type=refresh_token`).
+/// Concurrent refreshes of one grant are serialized: each answers with the
+/// refreshed connection, and no token is lost.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/refresh", tag = "connections",
+    params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The connection with its refreshed grant", body = ConnectionObject),
+        StandardErrors, NotFound, Unprocessable,
+        (status = 400, description = "Stripe refused the refresh (`invalid_grant`, `oauth_refused`)", body = ErrorResponse),
+        (status = 409, description = "Another refresh is still running (`refresh_in_progress`), or the connection is being disconnected", body = ErrorResponse),
+        (status = 502, description = "Stripe's Connect service could not be reached", body = ErrorResponse),
+    ))]
+pub async fn refresh_connection(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ConnectionObject>, ApiError> {
+    tenant.require(Scope::ConnectionsWrite)?;
+    let id = parse_id(&id, "id")?;
+    let refreshed = oauth::refresh(&state, &audit(&tenant, &request_id), tenant.tenant_id, id).await?;
+    Ok(axum::Json(refreshed.into()))
 }
 
 /// Re-runs the test call and records the result (`active`, `invalid` or `error`).

@@ -1,18 +1,31 @@
-//! The router: every route with its OpenAPI description, the documentation
-//! endpoints, metrics, and the layers every request passes through.
+//! The router, by surface, each with its own layers: operations (health,
+//! metrics, documentation; no credentials), the management API (admin token
+//! and tenant keys), the browser routes (tenant keys and connect sessions,
+//! CORS for the tenant's origins), and the public callbacks (the OAuth
+//! callback; its state authenticates). The caller is resolved once, by the
+//! surface's layer, and placed in the request. Every route carries its
+//! OpenAPI description.
 
 mod admin;
 mod api_keys;
 mod audit;
 mod common;
+mod connect_sessions;
 mod connections;
 mod health;
+mod integrations;
+mod oauth;
+mod settings;
 mod tenants;
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, PROXY_AUTHORIZATION};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::routing::MethodRouter;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -21,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::{Caller, Surface, resolve_caller};
 use crate::context::request_context;
 use crate::state::AppState;
 
@@ -35,7 +49,8 @@ use crate::state::AppState;
     tags(
         (name = "tenants", description = "Platform admin: tenants."),
         (name = "api-keys", description = "Tenant API keys; the secret is shown once."),
-        (name = "connections", description = "Stripe connections by secret or restricted key."),
+        (name = "connections", description = "Stripe connections: by secret or restricted key, or by Stripe Connect OAuth."),
+        (name = "oauth", description = "Stripe Connect OAuth: the tenant's platform, the authorize URL, Stripe's callback, and connect sessions for browsers."),
         (name = "audit", description = "Who did what, when."),
         (name = "admin", description = "Platform admin: master-key status."),
         (name = "health", description = "Liveness, readiness and metrics."),
@@ -69,11 +84,17 @@ impl Modify for Security {
     }
 }
 
-fn documented() -> OpenApiRouter<AppState> {
+/// Health, readiness and metrics: no credentials.
+fn operations() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
+}
+
+/// The management API: the admin token and tenant keys; never CORS.
+fn management() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(tenants::create_tenant, tenants::list_tenants))
         .routes(routes!(
             tenants::get_tenant,
@@ -87,10 +108,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::admin_get_key, api_keys::admin_revoke_key))
         .routes(routes!(api_keys::create_key, api_keys::list_keys))
         .routes(routes!(api_keys::get_key, api_keys::revoke_key))
-        .routes(routes!(
-            connections::create_connection,
-            connections::list_connections
-        ))
+        .routes(routes!(connections::list_connections))
         .routes(routes!(
             connections::get_connection,
             connections::update_connection,
@@ -98,8 +116,68 @@ fn documented() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(connections::validate_connection))
         .routes(routes!(connections::rotate_connection))
+        .routes(routes!(connections::refresh_connection))
+        .routes(routes!(
+            integrations::put_integration,
+            integrations::get_integration,
+            integrations::delete_integration
+        ))
+        .routes(routes!(connect_sessions::create_connect_session))
+        .routes(routes!(settings::get_settings, settings::put_settings))
         .routes(routes!(audit::list_audit_events))
         .routes(routes!(admin::key_status))
+}
+
+/// The two routes a browser with a connect session may call (tenant keys work
+/// there too, without CORS).
+fn browser() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(connections::create_connection))
+        .routes(routes!(oauth::auth_url))
+}
+
+/// Public callbacks: their own parameters authenticate them.
+fn public() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(oauth::callback))
+}
+
+fn documented() -> OpenApiRouter<AppState> {
+    operations()
+        .merge(management())
+        .merge(browser())
+        .merge(public())
+}
+
+/// Paths of the browser routes, for their CORS preflight.
+const BROWSER_PATHS: [&str; 2] = ["/api/v1/connections", "/api/v1/connections/stripe/auth-url"];
+
+/// CORS for the browser routes only. A preflight (no credentials yet) is
+/// answered for an origin some tenant lists; an actual request gets CORS
+/// headers only when its caller is a connect session (whose origin the caller
+/// layer already checked against its tenant's list) — never for a tenant key.
+fn browser_cors(state: AppState) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::async_predicate(
+            move |origin: HeaderValue, parts: &axum::http::request::Parts| {
+                let state = state.clone();
+                let caller = parts.extensions.get::<Caller>().cloned();
+                let preflight = parts.method == Method::OPTIONS;
+                async move {
+                    match caller {
+                        Some(Caller::Session(_)) => true,
+                        Some(_) => false,
+                        None if preflight => match origin.to_str() {
+                            Ok(origin) => state.store.system_origin_allowed(origin).await.unwrap_or(false),
+                            Err(_) => false,
+                        },
+                        None => false,
+                    }
+                }
+            },
+        ))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([AUTHORIZATION, CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .max_age(Duration::from_secs(600))
 }
 
 /// The OpenAPI document the code describes.
@@ -109,10 +187,28 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
-    let (router, api) = documented().split_for_parts();
+    let api = openapi();
+    let caller = |surface: Surface| {
+        axum::middleware::from_fn_with_state((state.clone(), surface), resolve_caller)
+    };
+    let (operations, _) = operations().split_for_parts();
+    let (management, _) = management().split_for_parts();
+    let (mut browser, _) = browser().split_for_parts();
+    for path in BROWSER_PATHS {
+        // The preflight's own endpoint; the CORS layer answers it.
+        browser = browser.route(path, MethodRouter::new().options(|| async { StatusCode::NO_CONTENT }));
+    }
+    let (public, _) = public().split_for_parts();
     let max_body = state.config.max_body_bytes;
     let timeout = state.config.request_timeout;
-    router
+    operations
+        .merge(management.route_layer(caller(Surface::Management)))
+        .merge(
+            browser
+                .route_layer(browser_cors(state.clone()))
+                .route_layer(caller(Surface::Browser)),
+        )
+        .merge(public)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(

@@ -1,5 +1,6 @@
-//! Stripe connections by API key: creation after a successful test call,
-//! reading, editing, re-validation, atomic key rotation and deletion.
+//! Stripe connections: creation by API key after a successful test call,
+//! reading, editing, re-validation (keys and Connect grants alike), atomic key
+//! rotation and deletion (a Connect grant is deauthorized first, see `oauth`).
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,7 @@ use patchbay_core::connection::{
     AccountDetails, AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ConnectionStatus,
     Provider, validate_external_id, validate_stripe_version,
 };
+use patchbay_core::connect::{ConnectionSecret, SecretRole, SessionUse};
 use patchbay_core::metadata::MetadataPatch;
 use patchbay_core::store::{NewConnection, SecretRotation, Updated};
 use patchbay_core::tenant::validate_name;
@@ -15,10 +17,11 @@ use patchbay_core::{
     ConnectionId, Metadata, Page, PageRequest, StoreError, TenantId, ValidationError,
 };
 use patchbay_stripe::{AccountChange, KeyError, KeyKind, RateKey, StripeKey, check_rotation};
-use patchbay_vault::{DataKey, SecretContext};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
+pub use super::credentials::{Credential, OpenedConnection, open};
+use super::credentials::secret_context;
 use super::error::ServiceError;
 use super::quotas;
 use super::test_call::{self, Budget, Verdict};
@@ -26,10 +29,6 @@ use super::{CAS_ATTEMPTS, next_updated_at};
 use crate::auth::AuditContext;
 use crate::state::AppState;
 
-/// The field name bound into the sealed key's associated data.
-const KEY_FIELD: &str = "api_key";
-/// The same for a key kept after rotation.
-const PREVIOUS_KEY_FIELD: &str = "previous_api_key";
 /// Longest grace period for a replaced key.
 pub const MAX_KEEP_PREVIOUS_SECONDS: u64 = 30 * 24 * 3600;
 
@@ -50,6 +49,8 @@ pub struct NewConnectionInput {
     pub stripe_version: Option<String>,
     /// Run the test call first (default); without it the connection is `pending`.
     pub validate: bool,
+    /// The connect session creating it (spent by the creation).
+    pub session: Option<SessionUse>,
 }
 
 /// A key rotation's options.
@@ -87,7 +88,7 @@ fn external_id_taken(external_id: &str) -> ServiceError {
     .with_param("external_id")
 }
 
-fn store_error(e: StoreError, external_id: Option<&str>) -> ServiceError {
+pub(crate) fn store_error(e: StoreError, external_id: Option<&str>) -> ServiceError {
     match (e, external_id) {
         (
             StoreError::Conflict {
@@ -95,22 +96,23 @@ fn store_error(e: StoreError, external_id: Option<&str>) -> ServiceError {
             },
             Some(ext),
         ) => external_id_taken(ext),
+        (StoreError::Conflict { field: "session" }, _) => session_used(),
         (e, _) => e.into(),
     }
+}
+
+/// A connect session that has already created its connection.
+pub(crate) fn session_used() -> ServiceError {
+    ServiceError::forbidden(
+        "session_used",
+        "This connect session has already created its connection; ask the tenant's backend for a new one.",
+    )
 }
 
 fn auth_method(key: &StripeKey) -> AuthMethod {
     match key.kind() {
         KeyKind::Secret => AuthMethod::SecretKey,
         KeyKind::Restricted => AuthMethod::RestrictedKey,
-    }
-}
-
-fn context<'a>(tenant: TenantId, id: &'a str, field: &'static str) -> SecretContext<'a> {
-    SecretContext {
-        tenant,
-        record: id,
-        field,
     }
 }
 
@@ -167,6 +169,7 @@ pub async fn create(
         let proof = match test_call::run(
             state,
             &key,
+            None,
             stripe_version.as_deref(),
             None,
             Budget::Interactive,
@@ -197,7 +200,10 @@ pub async fn create(
     let id = ConnectionId::new();
     let data_key = state.keyring.open_data_key(&data_key_record)?;
     let id_text = id.to_string();
-    let secret = data_key.seal(context(tenant, &id_text, KEY_FIELD), key.secret())?;
+    let secret = data_key.seal(
+        secret_context(tenant, &id_text, SecretRole::ApiKey),
+        key.secret(),
+    )?;
     let connection = Connection {
         id,
         tenant_id: tenant,
@@ -216,6 +222,7 @@ pub async fn create(
         last_error: None,
         previous_key_hint: None,
         previous_key_expires_at: None,
+        grant: None,
         created_at: at,
         updated_at: at,
     };
@@ -233,8 +240,9 @@ pub async fn create(
     let new = NewConnection {
         connection,
         data_key_id: data_key_record.id,
-        secret,
+        secrets: vec![ConnectionSecret::new(SecretRole::ApiKey, secret)],
         jobs: vec![super::jobs::revalidation(tenant, id, next_validation_at)],
+        session: input.session,
     };
     state
         .store
@@ -341,14 +349,18 @@ pub async fn update(
     ))
 }
 
-/// Deletes a connection and its sealed key.
+/// Deletes a connection and its sealed secrets. A Connect grant is
+/// deauthorized at Stripe first (see [`super::oauth::disconnect`]).
 pub async fn delete(
     state: &AppState,
     ctx: &AuditContext,
     tenant: TenantId,
     id: ConnectionId,
-) -> Result<(), ServiceError> {
+) -> Result<super::oauth::Disconnect, ServiceError> {
     let current = get(state, tenant, id).await?;
+    if current.auth_method == AuthMethod::Oauth {
+        return super::oauth::disconnect(state, ctx, tenant, &current).await;
+    }
     let event = ctx.event(
         tenant,
         "connection.deleted",
@@ -356,46 +368,10 @@ pub async fn delete(
         json!({"key_hint": current.key_hint}),
     );
     if state.store.delete_connection(tenant, id, &event).await? {
-        Ok(())
+        Ok(super::oauth::Disconnect::Deleted)
     } else {
         Err(not_found(id))
     }
-}
-
-/// A connection with its key opened, for calling Stripe. `Debug` shows only the key's hint.
-#[derive(Debug)]
-pub struct OpenedConnection {
-    /// The record.
-    pub connection: Connection,
-    /// The current key.
-    pub key: StripeKey,
-    data_key: DataKey,
-    data_key_id: patchbay_core::DataKeyId,
-}
-
-/// Opens a connection's key. Only in memory, only for the call at hand.
-pub async fn open(
-    state: &AppState,
-    tenant: TenantId,
-    id: ConnectionId,
-) -> Result<OpenedConnection, ServiceError> {
-    let secrets = state
-        .store
-        .get_connection_secrets(tenant, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    let data_key = state.keyring.open_data_key(&secrets.data_key)?;
-    let id_text = id.to_string();
-    let text = data_key.open(context(tenant, &id_text, KEY_FIELD), &secrets.secret)?;
-    let key = StripeKey::parse(text).map_err(|e| {
-        ServiceError::internal(&format_args!("stored key no longer parses: {}", e.code))
-    })?;
-    Ok(OpenedConnection {
-        connection: secrets.connection,
-        key,
-        data_key,
-        data_key_id: secrets.data_key.id,
-    })
 }
 
 /// Why a validation runs.
@@ -417,10 +393,14 @@ pub async fn validate(
 ) -> Result<Connection, ServiceError> {
     let opened = open(state, tenant, id).await?;
     let conn = &opened.connection;
+    if conn.status == ConnectionStatus::Revoking {
+        return Err(super::oauth::revoking(id));
+    }
     let rate = conn.id.to_string();
     let verdict = test_call::run(
         state,
-        &opened.key,
+        opened.credential.key(),
+        opened.credential.stripe_account(),
         conn.stripe_version.as_deref(),
         Some(RateKey {
             key: &rate,
@@ -490,6 +470,12 @@ pub async fn rotate(
     let new_key = StripeKey::parse(api_key).map_err(key_error)?;
     let opened = open(state, tenant, id).await?;
     let conn = &opened.connection;
+    let Credential::ApiKey(current_key) = &opened.credential else {
+        return Err(ServiceError::unprocessable(
+            "rotation_not_supported",
+            "This connection is a Stripe Connect grant: it has no key to rotate. Refresh it with POST /api/v1/connections/{id}/refresh, or connect the account again.",
+        ));
+    };
     if new_key.livemode() != conn.livemode {
         let mode = |live: bool| if live { "live" } else { "test" };
         return Err(ServiceError::unprocessable(
@@ -502,7 +488,7 @@ pub async fn rotate(
         )
         .with_param("api_key"));
     }
-    if new_key.secret().expose_secret() == opened.key.secret().expose_secret() {
+    if new_key.secret().expose_secret() == current_key.secret().expose_secret() {
         return Err(ServiceError::unprocessable(
             "same_key",
             "The new key is the key this connection already uses.",
@@ -513,6 +499,7 @@ pub async fn rotate(
     let verdict = test_call::run(
         state,
         &new_key,
+        None,
         conn.stripe_version.as_deref(),
         Some(RateKey {
             key: &rate,
@@ -541,14 +528,14 @@ pub async fn rotate(
     let id_text = id.to_string();
     let secret = opened
         .data_key
-        .seal(context(tenant, &id_text, KEY_FIELD), new_key.secret())?;
+        .seal(secret_context(tenant, &id_text, SecretRole::ApiKey), new_key.secret())?;
     let previous = keep_previous_for_seconds
         .map(|secs| -> Result<_, ServiceError> {
             let sealed = opened.data_key.seal(
-                context(tenant, &id_text, PREVIOUS_KEY_FIELD),
-                opened.key.secret(),
+                secret_context(tenant, &id_text, SecretRole::PreviousApiKey),
+                current_key.secret(),
             )?;
-            Ok((sealed, opened.key.hint(), add_seconds(at, secs as i64)))
+            Ok((sealed, current_key.hint(), add_seconds(at, secs as i64)))
         })
         .transpose()?;
     let mut validation = verdict.record(at);

@@ -242,8 +242,30 @@ async fn attempt(state: &AppState, job: &Job) -> JobOutcome {
     };
     match job.kind.as_str() {
         kinds::CONNECTION_REVALIDATE => revalidate(state, job).await.unwrap_or_else(retry),
+        kinds::CONNECT_DEAUTHORIZE => {
+            let Some(tenant) = job.tenant_id else {
+                return JobOutcome::Dead {
+                    error: "a deauthorization job without a tenant".into(),
+                };
+            };
+            match super::oauth::run_deauthorize_job(state, tenant, job.subject, &job.payload).await {
+                Ok(()) => JobOutcome::Done,
+                Err(error) => {
+                    warn!(job = %job.id, attempt = job.attempts, %error, "deauthorization not confirmed yet");
+                    retry(error)
+                }
+            }
+        }
         kinds::PURGE_PREVIOUS_KEYS => {
-            match state.store.system_purge_expired_previous_keys(now()).await {
+            let purged = match state.store.system_purge_expired_previous_keys(now()).await {
+                Ok(n) => state
+                    .store
+                    .system_purge_expired_connect_records(now())
+                    .await
+                    .map(|_| n),
+                Err(e) => Err(e),
+            };
+            match purged {
                 Ok(n) => {
                     if n > 0 {
                         info!(

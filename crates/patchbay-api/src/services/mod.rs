@@ -4,10 +4,15 @@
 
 pub mod api_keys;
 pub mod background;
+pub mod connect_sessions;
 pub mod connections;
+pub mod credentials;
 pub mod error;
 pub mod jobs;
+pub mod oauth;
+pub mod platforms;
 mod quotas;
+pub mod settings;
 pub mod tenants;
 mod test_call;
 

@@ -45,14 +45,19 @@ pub(crate) enum Budget {
     Background,
 }
 
+/// Runs the test call with `key`, on the connected account `stripe_account`
+/// when given (a Connect grant: `GET /v1/account` as that account).
 pub(crate) async fn run(
     state: &AppState,
     key: &StripeKey,
+    stripe_account: Option<&str>,
     stripe_version: Option<&str>,
     rate: Option<RateKey<'_>>,
     budget: Budget,
 ) -> Result<Verdict, ServiceError> {
-    let call = state.stripe.check_key(key, None, stripe_version, rate);
+    let call = state
+        .stripe
+        .check_key(key, stripe_account, stripe_version, rate);
     let outcome = match budget {
         Budget::Interactive => state.stripe.interactive(call).await,
         Budget::Background => call.await,
@@ -66,7 +71,11 @@ pub(crate) async fn run(
                 account,
                 missing_permissions,
             }),
+            KeyOutcome::Invalid { .. } if stripe_account.is_some() => {
+                Verdict::Refused(platform_key_invalid(check.request_id))
+            }
             KeyOutcome::Invalid { .. } => Verdict::Refused(invalid(check.request_id)),
+            KeyOutcome::Revoked { .. } => Verdict::Refused(revoked(check.request_id)),
         }),
         Err(StripeError::RateLimited { retry_after_ms }) => Err(ServiceError::new(
             ErrorKind::RateLimited,
@@ -123,6 +132,38 @@ fn invalid(request_id: Option<String>) -> Refusal {
             stripe_request_id: request_id,
         },
         answer,
+    }
+}
+
+fn platform_key_invalid(request_id: Option<String>) -> Refusal {
+    let message = "Stripe rejected the tenant's Connect platform key (401): it was rolled or revoked. Configure the new one with PUT /api/v1/integrations/stripe.";
+    Refusal {
+        status: ConnectionStatus::Invalid,
+        error: LastError {
+            code: "platform_key_invalid".into(),
+            message: message.into(),
+            stripe_request_id: request_id.clone(),
+        },
+        answer: ServiceError::unprocessable(
+            "platform_key_invalid",
+            format!("{message}{}", request_id_note(request_id.as_deref())),
+        ),
+    }
+}
+
+fn revoked(request_id: Option<String>) -> Refusal {
+    let message = "The connected account removed this platform's access (deauthorized the Connect grant); connect it again to use it.";
+    Refusal {
+        status: ConnectionStatus::Revoked,
+        error: LastError {
+            code: "stripe_access_revoked".into(),
+            message: message.into(),
+            stripe_request_id: request_id.clone(),
+        },
+        answer: ServiceError::unprocessable(
+            "stripe_access_revoked",
+            format!("{message}{}", request_id_note(request_id.as_deref())),
+        ),
     }
 }
 

@@ -41,6 +41,11 @@ async fn every_route_with_an_id_hides_other_tenants_objects() {
             format!("/api/v1/connections/{conn}/rotate"),
             Some(json!({"api_key": "sk_test_51HzyxWVU9876543210abcABC7777"})),
         ),
+        (
+            Method::POST,
+            format!("/api/v1/connections/{conn}/refresh"),
+            Some(json!({})),
+        ),
         (Method::GET, format!("/api/v1/api-keys/{key_id}"), None),
         (Method::DELETE, format!("/api/v1/api-keys/{key_id}"), None),
     ];

@@ -7,6 +7,7 @@ mod errors;
 mod headers;
 mod isolation;
 mod key_hashes;
+mod oauth;
 mod openapi;
 mod postgres;
 mod quotas;

@@ -114,6 +114,8 @@ impl TestApp {
         let stripe = MockServer::start().await;
         let mut client_config = ClientConfig {
             api_base: url::Url::parse(&stripe.uri()).unwrap(),
+            // The same fake answers Connect's /oauth/* paths.
+            connect_base: url::Url::parse(&stripe.uri()).unwrap(),
             timeout: Duration::from_secs(2),
             retry: RetryPolicy {
                 max_retries: 1,
@@ -197,6 +199,35 @@ impl TestApp {
     }
     pub async fn delete(&self, path: &str, token: &str) -> Reply {
         self.call(Method::DELETE, path, Some(token), None).await
+    }
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    /// A request with `Authorization: Bearer <token>` and extra headers.
+    pub async fn bearer(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = match body {
+            Some(body) => builder
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+            None => builder.body(Body::empty()).unwrap(),
+        };
+        self.send(request).await
     }
 
     /// A tenant and an API key of it with `scopes`; returns (tenant id, token).

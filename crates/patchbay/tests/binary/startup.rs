@@ -139,7 +139,9 @@ async fn serve_needs_explicit_keys_and_token_on_postgres() {
         return;
     };
     let (_tmp, data) = data_dir();
-    let env = Env::new(&data).set("PATCHBAY_DATABASE_URL", &pg.url);
+    let env = Env::new(&data)
+        .unset("PATCHBAY_SESSION_SIGNING_KEY")
+        .set("PATCHBAY_DATABASE_URL", &pg.url);
     let out = env.run(&["serve"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PATCHBAY_MASTER_KEYS"));
@@ -147,14 +149,25 @@ async fn serve_needs_explicit_keys_and_token_on_postgres() {
     let out = env.clone().set("PATCHBAY_MASTER_KEYS", &k1).run(&["serve"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PATCHBAY_ADMIN_TOKEN"));
+    let out = env
+        .clone()
+        .set("PATCHBAY_MASTER_KEYS", &k1)
+        .set("PATCHBAY_ADMIN_TOKEN", ADMIN)
+        .run(&["serve"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PATCHBAY_SESSION_SIGNING_KEY"));
     assert!(
-        !data.join("master.key").exists(),
-        "no development key for PostgreSQL"
+        !data.join("master.key").exists() && !data.join("session.key").exists(),
+        "no development keys for PostgreSQL"
     );
     // A start refused for configuration touched nothing: another k1 would still be accepted.
     let env = env
         .set("PATCHBAY_MASTER_KEYS", master_key("k1"))
-        .set("PATCHBAY_ADMIN_TOKEN", ADMIN);
+        .set("PATCHBAY_ADMIN_TOKEN", ADMIN)
+        .set(
+            "PATCHBAY_SESSION_SIGNING_KEY",
+            "test-session-signing-key-of-at-least-32-bytes",
+        );
     let out = env.run(&["migrate"]);
     assert!(
         out.status.success(),

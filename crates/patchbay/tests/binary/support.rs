@@ -32,7 +32,17 @@ impl Env {
         let mut vars = HashMap::new();
         vars.insert("PATCHBAY_DATA_DIR".into(), data_dir.display().to_string());
         vars.insert("PATCHBAY_LOG".into(), "info".into());
+        // PostgreSQL requires a session signing key; SQLite would generate one.
+        vars.insert(
+            "PATCHBAY_SESSION_SIGNING_KEY".into(),
+            "test-session-signing-key-of-at-least-32-bytes".into(),
+        );
         Self { vars }
+    }
+
+    pub fn unset(mut self, key: &str) -> Self {
+        self.vars.remove(key);
+        self
     }
 
     pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
