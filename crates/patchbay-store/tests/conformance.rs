@@ -9,13 +9,19 @@ use std::time::Duration;
 
 use patchbay_core::api_key::{ApiKey, Scope, Scopes};
 use patchbay_core::audit::{Actor, AuditEvent};
+use patchbay_core::connect::{
+    ConnectionSecret, GrantInfo, GrantScope, OAuthState, PlatformDeletion, SecretRole, SessionUse,
+    StripePlatform,
+};
 use patchbay_core::connection::{
     AccountDetails, AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ConnectionStatus,
     LastError, Provider, ValidationRecord,
 };
 use patchbay_core::job::{ClaimRequest, JobOutcome, JobStatus, NewJob, kinds};
 use patchbay_core::sealed::{DataKeyRecord, MasterKeyCheck, Rewrap, SealedSecret};
-use patchbay_core::store::{AuditFilter, NewConnection, SecretRotation, Updated};
+use patchbay_core::store::{
+    AuditFilter, GrantUpdate, NewConnection, RefreshLease, SecretRotation, Updated,
+};
 use patchbay_core::tenant::{Tenant, TenantStatus};
 use patchbay_core::time::{add_seconds, now};
 use patchbay_core::{
@@ -30,11 +36,40 @@ mod support {
     /// A store under test and what to clean up afterwards.
     pub struct Backend {
         pub store: Arc<dyn Store>,
-        _dir: Option<tempfile::TempDir>,
+        dir: Option<tempfile::TempDir>,
         pg: Option<(sqlx::PgPool, String)>,
     }
 
     impl Backend {
+        /// How many rows of `table` have `column` = `id`, read straight from
+        /// the database (what no port method can show: rows left behind).
+        pub async fn rows(&self, table: &str, column: &str, id: uuid::Uuid) -> i64 {
+            let (n,): (i64,) = if let Some((admin, schema)) = &self.pg {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM {schema}.{table} WHERE {column} = $1"
+                )))
+                .bind(id)
+                .fetch_one(admin)
+                .await
+                .unwrap()
+            } else {
+                let path = self.dir.as_ref().unwrap().path().join("test.db");
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                let n = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM {table} WHERE {column} = $1"
+                )))
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                pool.close().await;
+                n
+            };
+            n
+        }
+
         pub async fn cleanup(self) {
             self.store.close().await;
             if let Some((admin, schema)) = self.pg {
@@ -108,7 +143,7 @@ mod support {
                     .expect("SQLite store opens");
                 Some(Backend {
                     store,
-                    _dir: Some(dir),
+                    dir: Some(dir),
                     pg: None,
                 })
             }
@@ -129,7 +164,7 @@ mod support {
                     .expect("PostgreSQL store opens");
                 Some(Backend {
                     store,
-                    _dir: None,
+                    dir: None,
                     pg: Some((admin, schema)),
                 })
             }
@@ -209,6 +244,7 @@ mod support {
             last_error: None,
             previous_key_hint: None,
             previous_key_expires_at: None,
+            grant: None,
             created_at: at,
             updated_at: at,
         }
@@ -224,8 +260,9 @@ mod support {
         let new = NewConnection {
             connection: c.clone(),
             data_key_id: dk.id,
-            secret: SealedSecret(vec![1, 2, 3]),
+            secrets: vec![api_key_secret(&[1, 2, 3])],
             jobs: vec![revalidation(tenant, c.id, add_seconds(now(), 3600))],
+            session: None,
         };
         store
             .create_connection(
@@ -234,6 +271,155 @@ mod support {
             )
             .await?;
         Ok(c)
+    }
+
+    /// An API key secret, kept until replaced.
+    pub fn api_key_secret(bytes: &[u8]) -> ConnectionSecret {
+        ConnectionSecret::new(SecretRole::ApiKey, SealedSecret(bytes.to_vec()))
+    }
+
+    /// A sealed secret of `role`.
+    pub fn sealed(role: SecretRole, bytes: &[u8]) -> ConnectionSecret {
+        ConnectionSecret::new(role, SealedSecret(bytes.to_vec()))
+    }
+
+    /// A connect session's use, expiring at `expires_at`.
+    pub fn session(expires_at: Timestamp) -> SessionUse {
+        SessionUse {
+            session_id: uuid::Uuid::new_v4(),
+            expires_at,
+        }
+    }
+
+    /// A Connect grant connection record (not stored).
+    pub fn oauth_connection(
+        tenant: TenantId,
+        livemode: bool,
+        client_id: &str,
+        external_id: Option<&str>,
+    ) -> Connection {
+        Connection {
+            auth_method: AuthMethod::Oauth,
+            livemode,
+            key_hint: "access_…aaaa".into(),
+            account: AccountDetails {
+                stripe_account_id: Some("acct_connected".into()),
+                account_name: Some("Connected".into()),
+                country: Some("FR".into()),
+                default_currency: Some("eur".into()),
+            },
+            grant: Some(GrantInfo {
+                client_id: client_id.into(),
+                scope: GrantScope::ReadWrite,
+                refreshed_at: None,
+            }),
+            ..connection(tenant, external_id)
+        }
+    }
+
+    /// Stores a Connect grant connection with access token `[1]` and refresh token `[2]`.
+    pub async fn add_oauth_connection(
+        store: &dyn Store,
+        tenant: TenantId,
+        dk: &DataKeyRecord,
+        livemode: bool,
+        client_id: &str,
+    ) -> Connection {
+        let c = oauth_connection(tenant, livemode, client_id, None);
+        let new = NewConnection {
+            connection: c.clone(),
+            data_key_id: dk.id,
+            secrets: vec![
+                sealed(SecretRole::AccessToken, &[1]),
+                sealed(SecretRole::RefreshToken, &[2]),
+            ],
+            jobs: vec![],
+            session: None,
+        };
+        store
+            .create_connection(
+                &new,
+                &audit(Some(tenant), "connection.created", &c.id.to_string()),
+            )
+            .await
+            .unwrap();
+        c
+    }
+
+    /// A platform of `tenant` in one mode (not stored).
+    pub fn platform(tenant: TenantId, livemode: bool, client_id: &str) -> StripePlatform {
+        let at = now();
+        StripePlatform {
+            tenant_id: tenant,
+            livemode,
+            client_id: client_id.into(),
+            key_hint: if livemode {
+                "sk_live_…1111"
+            } else {
+                "sk_test_…1111"
+            }
+            .into(),
+            platform_account_id: Some("acct_platform".into()),
+            redirect_uris: vec!["https://app.example/callback".into()],
+            scope: GrantScope::ReadWrite,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    /// Stores `p` with the sealed key `bytes`.
+    pub async fn put_platform(
+        store: &dyn Store,
+        p: &StripePlatform,
+        dk: &DataKeyRecord,
+        bytes: &[u8],
+    ) -> Result<StripePlatform, StoreError> {
+        store
+            .put_stripe_platform(
+                p,
+                dk.id,
+                &SealedSecret(bytes.to_vec()),
+                &audit(Some(p.tenant_id), "stripe_platform.updated", "p"),
+            )
+            .await
+    }
+
+    /// A pending OAuth flow of `tenant`.
+    pub fn oauth_state(
+        tenant: TenantId,
+        hash: &str,
+        expires_at: Timestamp,
+        session: Option<SessionUse>,
+    ) -> OAuthState {
+        OAuthState {
+            state_hash: hash.into(),
+            tenant_id: tenant,
+            livemode: false,
+            external_id: Some("end-user-1".into()),
+            redirect_uri: "https://app.example/callback".into(),
+            return_to: Some("https://app.example/done".into()),
+            scope: GrantScope::ReadOnly,
+            session,
+            created_at: add_seconds(expires_at, -600),
+            expires_at,
+        }
+    }
+
+    /// How many audit events of `tenant` have `action`.
+    pub async fn audited(store: &dyn Store, tenant: TenantId, action: &str) -> usize {
+        store
+            .list_audit_events(
+                Some(tenant),
+                &AuditFilter {
+                    action: Some(action.into()),
+                    target_id: None,
+                },
+                &PageRequest::first(100),
+            )
+            .await
+            .unwrap()
+            .data
+            .len()
     }
 
     pub fn api_key(tenant: TenantId, scopes: &[Scope]) -> ApiKey {
@@ -585,10 +771,14 @@ conformance! {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(secrets.secret, SealedSecret(vec![1, 2, 3]));
+        assert_eq!(
+            secrets.secret(SecretRole::ApiKey),
+            Some(&SealedSecret(vec![1, 2, 3]))
+        );
         assert_eq!(secrets.data_key.id, dka.id);
         assert_eq!(secrets.data_key.wrapped, dka.wrapped);
-        assert!(secrets.previous_secret.is_none());
+        assert_eq!(secrets.secrets, vec![api_key_secret(&[1, 2, 3])]);
+        assert!(secrets.secret(SecretRole::PreviousApiKey).is_none());
 
         let page = s
             .list_connections(a.id, &ConnectionFilter::default(), &PageRequest::first(5))
@@ -846,11 +1036,21 @@ conformance! {
         assert_eq!(r.previous_key_hint.as_deref(), Some("sk_test_…4242"));
         assert_eq!(r.previous_key_expires_at, Some(expires));
         let secrets = s.get_connection_secrets(a.id, c.id).await.unwrap().unwrap();
-        assert_eq!(secrets.secret, SealedSecret(vec![9, 9, 9]));
         assert_eq!(
-            secrets.previous_secret,
-            Some(SealedSecret(vec![1, 2, 3, 4]))
+            secrets.secret(SecretRole::ApiKey),
+            Some(&SealedSecret(vec![9, 9, 9]))
         );
+        assert_eq!(
+            secrets.secret(SecretRole::PreviousApiKey),
+            Some(&SealedSecret(vec![1, 2, 3, 4]))
+        );
+        let previous = secrets
+            .secrets
+            .iter()
+            .find(|s| s.role == SecretRole::PreviousApiKey)
+            .unwrap();
+        assert_eq!(previous.expires_at, Some(expires));
+        assert_eq!(secrets.secrets.len(), 2);
 
         // Expired previous keys are purged; unexpired ones stay.
         assert_eq!(
@@ -864,11 +1064,25 @@ conformance! {
             1
         );
         let secrets = s.get_connection_secrets(a.id, c.id).await.unwrap().unwrap();
-        assert!(secrets.previous_secret.is_none());
+        assert!(secrets.secret(SecretRole::PreviousApiKey).is_none());
         assert!(secrets.connection.previous_key_hint.is_none());
+        assert!(secrets.connection.previous_key_expires_at.is_none());
+        assert_eq!(
+            secrets.secret(SecretRole::ApiKey),
+            Some(&SealedSecret(vec![9, 9, 9])),
+            "the purge leaves the current key alone"
+        );
 
+        // Keep a previous key again, then rotate without keeping: it is destroyed.
+        let ev = audit(Some(a.id), "connection.rotated", "c");
+        s.rotate_connection_secret(a.id, c.id, &rotation, &ev)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.rows("connection_secrets", "connection_id", c.id.uuid()).await, 2);
         let no_keep = SecretRotation {
             previous: None,
+            secret: SealedSecret(vec![8, 8]),
             ..rotation
         };
         let ev = audit(Some(a.id), "connection.rotated", "c");
@@ -878,6 +1092,10 @@ conformance! {
             .unwrap()
             .unwrap();
         assert!(r.previous_key_hint.is_none());
+        assert!(r.previous_key_expires_at.is_none());
+        let secrets = s.get_connection_secrets(a.id, c.id).await.unwrap().unwrap();
+        assert_eq!(secrets.secrets, vec![api_key_secret(&[8, 8])]);
+        assert_eq!(b.rows("connection_secrets", "connection_id", c.id.uuid()).await, 1);
     }
 }
 
@@ -1346,8 +1564,9 @@ conformance! {
         let new = NewConnection {
             connection: clash.clone(),
             data_key_id: dk.id,
-            secret: SealedSecret(vec![1]),
+            secrets: vec![api_key_secret(&[1])],
             jobs: vec![revalidation(a.id, clash.id, now())],
+            session: None,
         };
         let err = s
             .create_connection(&new, &audit(Some(a.id), "connection.created", "x"))
@@ -1364,6 +1583,11 @@ conformance! {
                 .await
                 .unwrap()
                 .is_empty()
+        );
+        assert_eq!(
+            b.rows("connection_secrets", "connection_id", clash.id.uuid()).await,
+            0,
+            "nor any secret row"
         );
         // Deleting the tenant takes its jobs with it.
         s.delete_tenant(a.id, &audit(None, "tenant.deleted", "a"))
@@ -1497,4 +1721,1598 @@ async fn the_migration_folders_define_the_same_schema_on_sqlite_and_postgres() {
         "tables and columns differ between the dialects"
     );
     assert_eq!(sqlite.1, pg.1, "indexes differ between the dialects");
+}
+
+/// A test call that proved the credential, with the account it saw.
+fn proved(at: Timestamp, account: Option<AccountDetails>) -> ValidationRecord {
+    ValidationRecord {
+        status: ConnectionStatus::Active,
+        account,
+        missing_permissions: vec![],
+        validated_at: at,
+        last_error: None,
+    }
+}
+
+/// A key rotation to `new`, keeping the replaced key `previous` until `expires` if given.
+fn rotation(
+    dk: &DataKeyRecord,
+    new: &[u8],
+    previous: Option<(&[u8], Timestamp)>,
+    at: Timestamp,
+) -> SecretRotation {
+    SecretRotation {
+        auth_method: AuthMethod::SecretKey,
+        key_hint: "sk_test_…5555".into(),
+        data_key_id: dk.id,
+        secret: SealedSecret(new.to_vec()),
+        previous: previous.map(|(bytes, expires)| {
+            (
+                SealedSecret(bytes.to_vec()),
+                "sk_test_…4242".into(),
+                expires,
+            )
+        }),
+        validation: proved(at, None),
+        updated_at: at,
+    }
+}
+
+/// New grant tokens, applied at `at` under `lease` (or a re-link with `None`).
+fn grant_update(
+    dk: &DataKeyRecord,
+    secrets: Vec<ConnectionSecret>,
+    hint: &str,
+    at: Timestamp,
+    lease: Option<uuid::Uuid>,
+) -> GrantUpdate {
+    GrantUpdate {
+        data_key_id: dk.id,
+        secrets,
+        key_hint: hint.into(),
+        scope: GrantScope::ReadWrite,
+        validation: None,
+        refreshed_at: at,
+        updated_at: at,
+        lease_token: lease,
+        session: None,
+    }
+}
+
+/// A connection's secrets as (role, bytes, expiry), sorted by role.
+async fn stored_secrets(
+    s: &dyn Store,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Vec<(&'static str, Vec<u8>, Option<Timestamp>)> {
+    let mut all: Vec<_> = s
+        .get_connection_secrets(tenant, id)
+        .await
+        .unwrap()
+        .expect("the connection exists")
+        .secrets
+        .into_iter()
+        .map(|s| (s.role.as_str(), s.sealed.0, s.expires_at))
+        .collect();
+    all.sort();
+    all
+}
+
+conformance! {
+    async fn connection_secrets_are_rows_read_back_by_role(b) {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        // An API-key connection: one row, no grant.
+        let k = add_connection(s, a.id, &dk, Some("key")).await.unwrap();
+        let got = s.get_connection_secrets(a.id, k.id).await.unwrap().unwrap();
+        assert_eq!(got.secrets, vec![api_key_secret(&[1, 2, 3])]);
+        assert!(got.secret(SecretRole::AccessToken).is_none());
+        assert_eq!(got.connection.grant, None);
+
+        // A Connect grant: an access-token row and a refresh-token row, and the
+        // grant (client id, scope) on the record.
+        let g = add_oauth_connection(s, a.id, &dk, false, "ca_1").await;
+        let got = s.get_connection_secrets(a.id, g.id).await.unwrap().unwrap();
+        assert_eq!(got.connection, g);
+        assert_eq!(got.data_key.id, dk.id);
+        assert_eq!(
+            got.secret(SecretRole::AccessToken),
+            Some(&SealedSecret(vec![1]))
+        );
+        assert_eq!(
+            got.secret(SecretRole::RefreshToken),
+            Some(&SealedSecret(vec![2]))
+        );
+        assert!(got.secret(SecretRole::ApiKey).is_none());
+        assert_eq!(got.secrets.len(), 2);
+        assert_eq!(
+            b.rows("connection_secrets", "connection_id", g.id.uuid()).await,
+            2
+        );
+        let listed = s.get_connection(a.id, g.id).await.unwrap().unwrap();
+        assert_eq!(listed.auth_method, AuthMethod::Oauth);
+        assert_eq!(
+            listed.grant,
+            Some(GrantInfo {
+                client_id: "ca_1".into(),
+                scope: GrantScope::ReadWrite,
+                refreshed_at: None,
+            })
+        );
+
+        // A secret's expiry round-trips.
+        let c = connection(a.id, Some("expiring"));
+        let expires = add_seconds(now(), 60);
+        let new = NewConnection {
+            connection: c.clone(),
+            data_key_id: dk.id,
+            secrets: vec![
+                api_key_secret(&[5]),
+                ConnectionSecret {
+                    role: SecretRole::PreviousApiKey,
+                    sealed: SealedSecret(vec![4]),
+                    expires_at: Some(expires),
+                },
+            ],
+            jobs: vec![],
+            session: None,
+        };
+        s.create_connection(&new, &audit(Some(a.id), "connection.created", "c"))
+            .await
+            .unwrap();
+        assert_eq!(
+            stored_secrets(s, a.id, c.id).await,
+            vec![
+                ("api_key", vec![5], None),
+                ("previous_api_key", vec![4], Some(expires)),
+            ]
+        );
+
+        // A grant is not rotated like a key: nothing changes.
+        let r = rotation(&dk, &[9], None, now());
+        assert!(
+            s.rotate_connection_secret(a.id, g.id, &r, &audit(Some(a.id), "connection.rotated", "g"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            stored_secrets(s, a.id, g.id).await,
+            vec![("access_token", vec![1], None), ("refresh_token", vec![2], None)]
+        );
+        assert_eq!(audited(s, a.id, "connection.rotated").await, 0);
+
+        // Deleting a connection deletes its secret rows, and only its own.
+        assert!(
+            s.delete_connection(a.id, g.id, &audit(Some(a.id), "connection.deleted", "g"))
+                .await
+                .unwrap()
+        );
+        assert!(s.get_connection_secrets(a.id, g.id).await.unwrap().is_none());
+        assert_eq!(
+            b.rows("connection_secrets", "connection_id", g.id.uuid()).await,
+            0
+        );
+        assert_eq!(
+            b.rows("connection_secrets", "connection_id", k.id.uuid()).await,
+            1
+        );
+    }
+}
+
+conformance! {
+    async fn purging_expired_previous_keys_deletes_their_rows_and_hints(b) {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        let c1 = add_connection(s, a.id, &dk, Some("one")).await.unwrap();
+        let c2 = add_connection(s, a.id, &dk, Some("two")).await.unwrap();
+        let t = now();
+        let (e1, e2) = (add_seconds(t, 60), add_seconds(t, 120));
+        for (c, expires) in [(c1.id, e1), (c2.id, e2)] {
+            s.rotate_connection_secret(
+                a.id,
+                c,
+                &rotation(&dk, &[7], Some((&[1, 2, 3], expires)), t),
+                &audit(Some(a.id), "connection.rotated", "c"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        }
+        assert_eq!(
+            stored_secrets(s, a.id, c1.id).await,
+            vec![
+                ("api_key", vec![7], None),
+                ("previous_api_key", vec![1, 2, 3], Some(e1)),
+            ]
+        );
+
+        assert_eq!(
+            s.system_purge_expired_previous_keys(add_seconds(e1, -1))
+                .await
+                .unwrap(),
+            0
+        );
+        // Expired at its expiry: the row goes, the hint and expiry are cleared.
+        assert_eq!(s.system_purge_expired_previous_keys(e1).await.unwrap(), 1);
+        assert_eq!(
+            stored_secrets(s, a.id, c1.id).await,
+            vec![("api_key", vec![7], None)]
+        );
+        let one = s.get_connection(a.id, c1.id).await.unwrap().unwrap();
+        assert_eq!(one.previous_key_hint, None);
+        assert_eq!(one.previous_key_expires_at, None);
+        // The other connection's previous key is still in its grace period.
+        let two = s.get_connection(a.id, c2.id).await.unwrap().unwrap();
+        assert_eq!(two.previous_key_hint.as_deref(), Some("sk_test_…4242"));
+        assert_eq!(two.previous_key_expires_at, Some(e2));
+        assert_eq!(
+            b.rows("connection_secrets", "connection_id", c2.id.uuid()).await,
+            2
+        );
+
+        assert_eq!(s.system_purge_expired_previous_keys(e2).await.unwrap(), 1);
+        assert_eq!(
+            stored_secrets(s, a.id, c2.id).await,
+            vec![("api_key", vec![7], None)]
+        );
+        assert_eq!(
+            s.get_connection(a.id, c2.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .previous_key_hint,
+            None
+        );
+        // Nothing left to purge; the current keys never expire.
+        assert_eq!(
+            s.system_purge_expired_previous_keys(add_seconds(e2, 86_400))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            stored_secrets(s, a.id, c1.id).await,
+            vec![("api_key", vec![7], None)]
+        );
+    }
+}
+
+conformance! {
+    async fn a_connect_session_creates_one_connection_and_a_second_writes_nothing(b) {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        let (other, _) = tenant(s, "b").await;
+        let sess = session(add_seconds(now(), 600));
+        let first = oauth_connection(a.id, false, "ca_1", Some("first"));
+        let new = |c: &Connection| NewConnection {
+            connection: c.clone(),
+            data_key_id: dk.id,
+            secrets: vec![
+                sealed(SecretRole::AccessToken, &[1]),
+                sealed(SecretRole::RefreshToken, &[2]),
+            ],
+            jobs: vec![revalidation(a.id, c.id, add_seconds(now(), 3600))],
+            session: Some(sess),
+        };
+        assert!(!s.connect_session_used(a.id, sess.session_id).await.unwrap());
+        s.create_connection(
+            &new(&first),
+            &audit(Some(a.id), "connection.created", &first.id.to_string()),
+        )
+        .await
+        .unwrap();
+        assert!(s.connect_session_used(a.id, sess.session_id).await.unwrap());
+        assert!(
+            !s.connect_session_used(other.id, sess.session_id)
+                .await
+                .unwrap(),
+            "another tenant's session use is not visible"
+        );
+        assert!(
+            !s.connect_session_used(a.id, uuid::Uuid::new_v4())
+                .await
+                .unwrap()
+        );
+
+        let second = oauth_connection(a.id, false, "ca_1", Some("second"));
+        let err = s
+            .create_connection(
+                &new(&second),
+                &audit(Some(a.id), "connection.created", &second.id.to_string()),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { field: "session" }),
+            "{err:?}"
+        );
+        // Nothing of the second connection was written.
+        assert!(s.get_connection(a.id, second.id).await.unwrap().is_none());
+        assert!(
+            s.find_connection_by_external_id(a.id, "second")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(b.rows("connections", "id", second.id.uuid()).await, 0);
+        assert_eq!(
+            b.rows("connection_secrets", "connection_id", second.id.uuid())
+                .await,
+            0
+        );
+        assert!(
+            s.system_jobs_for_subject(kinds::CONNECTION_REVALIDATE, second.id.uuid())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let trail = s
+            .list_audit_events(
+                Some(a.id),
+                &AuditFilter {
+                    action: None,
+                    target_id: Some(second.id.to_string()),
+                },
+                &PageRequest::first(10),
+            )
+            .await
+            .unwrap();
+        assert!(trail.data.is_empty(), "no audit event for the refused creation");
+        assert_eq!(s.count_connections(a.id).await.unwrap(), 1);
+        // The first connection is intact, and its session use still recorded.
+        assert_eq!(
+            stored_secrets(s, a.id, first.id).await,
+            vec![("access_token", vec![1], None), ("refresh_token", vec![2], None)]
+        );
+        assert_eq!(b.rows("connect_session_uses", "session_id", sess.session_id).await, 1);
+        assert_eq!(
+            s.system_jobs_for_subject(kinds::CONNECTION_REVALIDATE, first.id.uuid())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
+
+conformance! {
+    async fn platforms_are_upserted_per_mode_keeping_created_at(b) {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        let (other, _) = tenant(s, "b").await;
+        assert!(s.list_stripe_platforms(a.id).await.unwrap().is_empty());
+        assert!(
+            s.get_stripe_platform_secret(a.id, false)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Live first: the list order is by mode, not by insertion.
+        let live = platform(a.id, true, "ca_live");
+        assert_eq!(put_platform(s, &live, &dk, &[7]).await.unwrap(), live);
+        let test = platform(a.id, false, "ca_test");
+        assert_eq!(put_platform(s, &test, &dk, &[8]).await.unwrap(), test);
+        assert_eq!(
+            s.list_stripe_platforms(a.id).await.unwrap(),
+            vec![test.clone(), live.clone()]
+        );
+
+        // Replacing the test platform: every field changes but created_at.
+        let later = add_seconds(test.created_at, 30);
+        let replaced = StripePlatform {
+            client_id: "ca_test2".into(),
+            key_hint: "sk_test_…2222".into(),
+            platform_account_id: None,
+            redirect_uris: vec![
+                "https://a.example/cb".into(),
+                "https://b.example/cb".into(),
+            ],
+            scope: GrantScope::ReadOnly,
+            created_at: later,
+            updated_at: later,
+            ..test.clone()
+        };
+        let stored = put_platform(s, &replaced, &dk, &[9]).await.unwrap();
+        assert_eq!(
+            stored,
+            StripePlatform {
+                created_at: test.created_at,
+                ..replaced.clone()
+            }
+        );
+        assert_eq!(
+            s.list_stripe_platforms(a.id).await.unwrap(),
+            vec![stored.clone(), live.clone()],
+            "one platform per mode, both kept"
+        );
+
+        let secret = s
+            .get_stripe_platform_secret(a.id, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(secret.platform, stored);
+        assert_eq!(secret.secret, SealedSecret(vec![9]));
+        assert_eq!(secret.data_key.id, dk.id);
+        assert_eq!(secret.data_key.wrapped, dk.wrapped);
+        assert_eq!(secret.data_key.tenant_id, a.id);
+        let secret = s
+            .get_stripe_platform_secret(a.id, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(secret.platform, live);
+        assert_eq!(secret.secret, SealedSecret(vec![7]));
+        assert_eq!(audited(s, a.id, "stripe_platform.updated").await, 3);
+
+        // Another tenant sees none of it.
+        assert!(s.list_stripe_platforms(other.id).await.unwrap().is_empty());
+        assert!(
+            s.get_stripe_platform_secret(other.id, false)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+conformance! {
+    async fn a_platforms_client_id_is_fixed_while_its_grants_exist(b) {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        let (other, other_dk) = tenant(s, "b").await;
+        let test = platform(a.id, false, "ca_1");
+        let live = platform(a.id, true, "ca_live");
+        put_platform(s, &test, &dk, &[1]).await.unwrap();
+        put_platform(s, &live, &dk, &[2]).await.unwrap();
+        // API-key connections do not depend on the platform.
+        add_connection(s, a.id, &dk, Some("key")).await.unwrap();
+        let test2 = StripePlatform {
+            client_id: "ca_2".into(),
+            ..test.clone()
+        };
+        put_platform(s, &test2, &dk, &[3]).await.unwrap();
+
+        let g = add_oauth_connection(s, a.id, &dk, false, "ca_2").await;
+        let before = audited(s, a.id, "stripe_platform.updated").await;
+        let test3 = StripePlatform {
+            client_id: "ca_3".into(),
+            ..test.clone()
+        };
+        let err = put_platform(s, &test3, &dk, &[4]).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { field: "client_id" }),
+            "{err:?}"
+        );
+        // Nothing changed, nothing audited.
+        let kept = s
+            .get_stripe_platform_secret(a.id, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.platform.client_id, "ca_2");
+        assert_eq!(kept.secret, SealedSecret(vec![3]));
+        assert_eq!(audited(s, a.id, "stripe_platform.updated").await, before);
+
+        // The same client id with a new key is fine.
+        let rekeyed = StripePlatform {
+            key_hint: "sk_test_…3333".into(),
+            ..test2.clone()
+        };
+        put_platform(s, &rekeyed, &dk, &[5]).await.unwrap();
+        let kept = s
+            .get_stripe_platform_secret(a.id, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.platform.key_hint, "sk_test_…3333");
+        assert_eq!(kept.secret, SealedSecret(vec![5]));
+        // The other mode has no grants: its client id may change.
+        let live2 = StripePlatform {
+            client_id: "ca_live2".into(),
+            ..live.clone()
+        };
+        assert_eq!(
+            put_platform(s, &live2, &dk, &[6]).await.unwrap().client_id,
+            "ca_live2"
+        );
+        // Another tenant's platform is its own.
+        put_platform(s, &platform(other.id, false, "ca_9"), &other_dk, &[7])
+            .await
+            .unwrap();
+        // Once the grant is gone, the client id may change.
+        assert!(
+            s.delete_connection(a.id, g.id, &audit(Some(a.id), "connection.deleted", "g"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            put_platform(s, &test3, &dk, &[8]).await.unwrap().client_id,
+            "ca_3"
+        );
+    }
+}
+
+conformance! {
+    async fn deleting_platforms_is_refused_while_grants_depend_unless_forced(b) {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        let (other, other_dk) = tenant(s, "b").await;
+        let del = |tenant: TenantId, mode: Option<bool>, force: bool| async move {
+            s.delete_stripe_platforms(
+                tenant,
+                mode,
+                force,
+                &audit(Some(tenant), "stripe_platform.deleted", "p"),
+            )
+            .await
+            .unwrap()
+        };
+        assert_eq!(del(a.id, None, true).await, PlatformDeletion::NotFound);
+
+        put_platform(s, &platform(a.id, false, "ca_t"), &dk, &[1])
+            .await
+            .unwrap();
+        put_platform(s, &platform(a.id, true, "ca_l"), &dk, &[2])
+            .await
+            .unwrap();
+        let gt1 = add_oauth_connection(s, a.id, &dk, false, "ca_t").await;
+        let gt2 = add_oauth_connection(s, a.id, &dk, false, "ca_t").await;
+        let gl = add_oauth_connection(s, a.id, &dk, true, "ca_l").await;
+        let key = add_connection(s, a.id, &dk, Some("key")).await.unwrap();
+        put_platform(s, &platform(other.id, false, "ca_o"), &other_dk, &[3])
+            .await
+            .unwrap();
+        let go = add_oauth_connection(s, other.id, &other_dk, false, "ca_o").await;
+
+        assert_eq!(
+            del(a.id, Some(false), false).await,
+            PlatformDeletion::InUse { connections: 2 }
+        );
+        assert_eq!(
+            del(a.id, None, false).await,
+            PlatformDeletion::InUse { connections: 3 }
+        );
+        assert_eq!(s.list_stripe_platforms(a.id).await.unwrap().len(), 2);
+        assert!(s.get_connection(a.id, gt1.id).await.unwrap().is_some());
+        assert_eq!(audited(s, a.id, "stripe_platform.deleted").await, 0);
+
+        // Forced: the dependents go in the same transaction, their secrets too.
+        assert_eq!(
+            del(a.id, Some(false), true).await,
+            PlatformDeletion::Deleted {
+                platforms: 1,
+                connections: 2
+            }
+        );
+        for g in [gt1.id, gt2.id] {
+            assert!(s.get_connection(a.id, g).await.unwrap().is_none());
+            assert_eq!(b.rows("connections", "id", g.uuid()).await, 0);
+            assert_eq!(
+                b.rows("connection_secrets", "connection_id", g.uuid()).await,
+                0
+            );
+        }
+        // The API-key connection of that mode and the live grant stay.
+        assert_eq!(
+            stored_secrets(s, a.id, key.id).await,
+            vec![("api_key", vec![1, 2, 3], None)]
+        );
+        assert!(s.get_connection(a.id, gl.id).await.unwrap().is_some());
+        assert_eq!(
+            s.list_stripe_platforms(a.id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|p| p.livemode)
+                .collect::<Vec<_>>(),
+            vec![true]
+        );
+        assert_eq!(
+            del(a.id, Some(false), false).await,
+            PlatformDeletion::NotFound
+        );
+
+        // Without dependents no force is needed.
+        s.delete_connection(a.id, gl.id, &audit(Some(a.id), "connection.deleted", "g"))
+            .await
+            .unwrap();
+        assert_eq!(
+            del(a.id, Some(true), false).await,
+            PlatformDeletion::Deleted {
+                platforms: 1,
+                connections: 0
+            }
+        );
+        assert!(s.list_stripe_platforms(a.id).await.unwrap().is_empty());
+        assert_eq!(audited(s, a.id, "stripe_platform.deleted").await, 2);
+
+        // The other tenant was untouched; both its modes go at once, forced.
+        assert!(s.get_connection(other.id, go.id).await.unwrap().is_some());
+        put_platform(s, &platform(other.id, true, "ca_ol"), &other_dk, &[4])
+            .await
+            .unwrap();
+        let gol = add_oauth_connection(s, other.id, &other_dk, true, "ca_ol").await;
+        assert_eq!(
+            del(other.id, None, true).await,
+            PlatformDeletion::Deleted {
+                platforms: 2,
+                connections: 2
+            }
+        );
+        assert!(s.get_connection(other.id, go.id).await.unwrap().is_none());
+        assert!(s.get_connection(other.id, gol.id).await.unwrap().is_none());
+        assert!(s.list_stripe_platforms(other.id).await.unwrap().is_empty());
+    }
+}
+
+conformance! {
+    async fn oauth_states_are_single_use_and_expire(b) {
+        let s = b.store.as_ref();
+        let (a, _) = tenant(s, "a").await;
+        let t = now();
+        let sess = session(add_seconds(t, 900));
+        let st = oauth_state(a.id, "sha256$aaa", add_seconds(t, 600), Some(sess));
+        s.create_oauth_state(&st).await.unwrap();
+        assert!(s.take_oauth_state("sha256$zzz", t).await.unwrap().is_none());
+        assert_eq!(
+            s.take_oauth_state("sha256$aaa", t).await.unwrap(),
+            Some(st.clone())
+        );
+        // Single use.
+        assert!(s.take_oauth_state("sha256$aaa", t).await.unwrap().is_none());
+        assert_eq!(
+            b.rows("oauth_states", "tenant_id", a.id.uuid()).await,
+            0
+        );
+
+        // Without a session.
+        let plain = oauth_state(a.id, "sha256$plain", add_seconds(t, 600), None);
+        s.create_oauth_state(&plain).await.unwrap();
+        assert_eq!(
+            s.take_oauth_state("sha256$plain", t).await.unwrap(),
+            Some(plain)
+        );
+
+        // Expired (at its expiry): refused, and consumed even so.
+        let old = oauth_state(a.id, "sha256$old", add_seconds(t, 10), None);
+        s.create_oauth_state(&old).await.unwrap();
+        assert!(
+            s.take_oauth_state("sha256$old", add_seconds(t, 10))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.take_oauth_state("sha256$old", t).await.unwrap().is_none());
+    }
+}
+
+conformance! {
+    async fn purging_connect_records_removes_expired_states_and_session_uses(b) {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        let t = now();
+        let (soon, late) = (add_seconds(t, 10), add_seconds(t, 1000));
+        s.create_oauth_state(&oauth_state(a.id, "sha256$soon", soon, None))
+            .await
+            .unwrap();
+        s.create_oauth_state(&oauth_state(a.id, "sha256$late", late, None))
+            .await
+            .unwrap();
+        let (s_soon, s_late) = (session(soon), session(late));
+        let mut made = Vec::new();
+        for sess in [s_soon, s_late] {
+            let c = oauth_connection(a.id, false, "ca_1", None);
+            s.create_connection(
+                &NewConnection {
+                    connection: c.clone(),
+                    data_key_id: dk.id,
+                    secrets: vec![sealed(SecretRole::AccessToken, &[1])],
+                    jobs: vec![],
+                    session: Some(sess),
+                },
+                &audit(Some(a.id), "connection.created", "c"),
+            )
+            .await
+            .unwrap();
+            made.push(c.id);
+        }
+
+        assert_eq!(
+            s.system_purge_expired_connect_records(add_seconds(soon, -1))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            s.system_purge_expired_connect_records(soon).await.unwrap(),
+            2,
+            "one state and one session use"
+        );
+        assert!(!s.connect_session_used(a.id, s_soon.session_id).await.unwrap());
+        assert!(s.connect_session_used(a.id, s_late.session_id).await.unwrap());
+        assert!(s.take_oauth_state("sha256$soon", t).await.unwrap().is_none());
+        assert!(s.take_oauth_state("sha256$late", t).await.unwrap().is_some());
+        assert_eq!(
+            s.system_purge_expired_connect_records(late).await.unwrap(),
+            1
+        );
+        assert!(!s.connect_session_used(a.id, s_late.session_id).await.unwrap());
+        // The connections the sessions created stay.
+        for id in made {
+            assert!(s.get_connection(a.id, id).await.unwrap().is_some());
+        }
+    }
+}
+
+conformance! {
+    async fn a_grant_refresh_lease_is_exclusive_until_it_expires(b) {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        let (other, _) = tenant(s, "b").await;
+        let g = add_oauth_connection(s, a.id, &dk, false, "ca_1").await;
+        let k = add_connection(s, a.id, &dk, Some("key")).await.unwrap();
+        let t = now();
+        let at = |secs| add_seconds(t, secs);
+        let [t1, t2, t3, t4] = [(); 4].map(|()| uuid::Uuid::new_v4());
+
+        assert_eq!(
+            s.lease_grant_refresh(a.id, g.id, t1, at(30), t).await.unwrap(),
+            RefreshLease::Acquired
+        );
+        assert_eq!(
+            s.lease_grant_refresh(a.id, g.id, t2, at(40), at(10))
+                .await
+                .unwrap(),
+            RefreshLease::Held
+        );
+        // Not a grant, another tenant's, or missing.
+        assert_eq!(
+            s.lease_grant_refresh(a.id, k.id, t2, at(40), t).await.unwrap(),
+            RefreshLease::NotFound
+        );
+        assert_eq!(
+            s.lease_grant_refresh(other.id, g.id, t2, at(40), t)
+                .await
+                .unwrap(),
+            RefreshLease::NotFound
+        );
+        assert_eq!(
+            s.lease_grant_refresh(a.id, ConnectionId::new(), t2, at(40), t)
+                .await
+                .unwrap(),
+            RefreshLease::NotFound
+        );
+        // Releasing with another tenant's id or another token does nothing.
+        s.release_grant_refresh(other.id, g.id, t1).await.unwrap();
+        s.release_grant_refresh(a.id, g.id, t2).await.unwrap();
+        assert_eq!(
+            s.lease_grant_refresh(a.id, g.id, t2, at(40), at(10))
+                .await
+                .unwrap(),
+            RefreshLease::Held
+        );
+
+        // Expired: t2 takes over.
+        assert_eq!(
+            s.lease_grant_refresh(a.id, g.id, t2, at(60), at(30))
+                .await
+                .unwrap(),
+            RefreshLease::Acquired
+        );
+        // t1's refresh comes back late: refused, nothing changed or audited.
+        let late = grant_update(
+            &dk,
+            vec![
+                sealed(SecretRole::AccessToken, &[11]),
+                sealed(SecretRole::RefreshToken, &[12]),
+            ],
+            "access_…late",
+            at(31),
+            Some(t1),
+        );
+        assert!(
+            s.apply_grant(a.id, g.id, &late, &audit(Some(a.id), "connection.refreshed", "g"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            stored_secrets(s, a.id, g.id).await,
+            vec![("access_token", vec![1], None), ("refresh_token", vec![2], None)]
+        );
+        assert_eq!(s.get_connection(a.id, g.id).await.unwrap().unwrap(), g);
+        assert_eq!(audited(s, a.id, "connection.refreshed").await, 0);
+
+        // t2 gives the lease back: t3 takes it at once.
+        s.release_grant_refresh(a.id, g.id, t2).await.unwrap();
+        assert_eq!(
+            s.lease_grant_refresh(a.id, g.id, t3, at(90), at(31))
+                .await
+                .unwrap(),
+            RefreshLease::Acquired
+        );
+        // The holder applies: the access token is replaced, the refresh token
+        // (Stripe sent none) kept, the grant updated, the lease released.
+        let fresh = GrantUpdate {
+            scope: GrantScope::ReadOnly,
+            ..grant_update(
+                &dk,
+                vec![sealed(SecretRole::AccessToken, &[21])],
+                "access_…bbbb",
+                at(32),
+                Some(t3),
+            )
+        };
+        let c = s
+            .apply_grant(a.id, g.id, &fresh, &audit(Some(a.id), "connection.refreshed", "g"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.key_hint, "access_…bbbb");
+        assert_eq!(
+            c.grant,
+            Some(GrantInfo {
+                client_id: "ca_1".into(),
+                scope: GrantScope::ReadOnly,
+                refreshed_at: Some(at(32)),
+            })
+        );
+        assert_eq!(c.updated_at, at(32));
+        // No validation: the test-call fields stay.
+        assert_eq!(c.status, g.status);
+        assert_eq!(c.last_validated_at, g.last_validated_at);
+        assert_eq!(c.account, g.account);
+        assert_eq!(s.get_connection(a.id, g.id).await.unwrap().unwrap(), c);
+        assert_eq!(
+            stored_secrets(s, a.id, g.id).await,
+            vec![("access_token", vec![21], None), ("refresh_token", vec![2], None)]
+        );
+        assert_eq!(audited(s, a.id, "connection.refreshed").await, 1);
+        // Released: the token no longer applies, and a new lease is taken at once.
+        let again = grant_update(
+            &dk,
+            vec![sealed(SecretRole::AccessToken, &[22])],
+            "access_…cccc",
+            at(33),
+            Some(t3),
+        );
+        assert!(
+            s.apply_grant(a.id, g.id, &again, &audit(Some(a.id), "connection.refreshed", "g"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            s.lease_grant_refresh(a.id, g.id, t4, at(100), at(33))
+                .await
+                .unwrap(),
+            RefreshLease::Acquired
+        );
+        // Not a grant, or another tenant's: nothing.
+        let relink = grant_update(
+            &dk,
+            vec![sealed(SecretRole::AccessToken, &[23])],
+            "access_…dddd",
+            at(34),
+            None,
+        );
+        for (tenant, id) in [(a.id, k.id), (other.id, g.id)] {
+            assert!(
+                s.apply_grant(tenant, id, &relink, &audit(Some(tenant), "connection.refreshed", "g"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert_eq!(
+            stored_secrets(s, a.id, k.id).await,
+            vec![("api_key", vec![1, 2, 3], None)]
+        );
+        assert_eq!(
+            stored_secrets(s, a.id, g.id).await,
+            vec![("access_token", vec![21], None), ("refresh_token", vec![2], None)]
+        );
+    }
+}
+
+conformance! {
+    async fn a_relink_replaces_the_grant_validates_and_spends_its_session(b) {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        let g = add_oauth_connection(s, a.id, &dk, false, "ca_1").await;
+        let t = now();
+        let at = |secs| add_seconds(t, secs);
+        // The grant had stopped working.
+        let failed = ValidationRecord {
+            status: ConnectionStatus::Invalid,
+            account: None,
+            missing_permissions: vec![],
+            validated_at: t,
+            last_error: Some(LastError {
+                code: "stripe_key_invalid".into(),
+                message: "rejected".into(),
+                stripe_request_id: None,
+            }),
+        };
+        s.record_validation(a.id, g.id, &failed, None)
+            .await
+            .unwrap()
+            .unwrap();
+        // A refresh is in flight.
+        let lease = uuid::Uuid::new_v4();
+        assert_eq!(
+            s.lease_grant_refresh(a.id, g.id, lease, at(60), t)
+                .await
+                .unwrap(),
+            RefreshLease::Acquired
+        );
+
+        let sess = session(at(600));
+        let account = AccountDetails {
+            stripe_account_id: g.account.stripe_account_id.clone(),
+            account_name: Some("Renamed Ltd".into()),
+            country: Some("DE".into()),
+            default_currency: Some("chf".into()),
+        };
+        let relink = GrantUpdate {
+            validation: Some(proved(at(5), Some(account.clone()))),
+            session: Some(sess),
+            ..grant_update(
+                &dk,
+                vec![
+                    sealed(SecretRole::AccessToken, &[31]),
+                    sealed(SecretRole::RefreshToken, &[32]),
+                ],
+                "access_…eeee",
+                at(5),
+                None,
+            )
+        };
+        let c = s
+            .apply_grant(a.id, g.id, &relink, &audit(Some(a.id), "connection.relinked", "g"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.status, ConnectionStatus::Active);
+        assert_eq!(c.last_error, None);
+        assert_eq!(c.last_validated_at, Some(at(5)));
+        assert_eq!(c.account, account);
+        assert_eq!(c.key_hint, "access_…eeee");
+        assert_eq!(c.grant.as_ref().unwrap().refreshed_at, Some(at(5)));
+        assert_eq!(
+            stored_secrets(s, a.id, g.id).await,
+            vec![("access_token", vec![31], None), ("refresh_token", vec![32], None)]
+        );
+        assert!(s.connect_session_used(a.id, sess.session_id).await.unwrap());
+
+        // The refresh in flight lost its lease to the re-link.
+        let stale = grant_update(
+            &dk,
+            vec![sealed(SecretRole::AccessToken, &[41])],
+            "access_…ffff",
+            at(6),
+            Some(lease),
+        );
+        assert!(
+            s.apply_grant(a.id, g.id, &stale, &audit(Some(a.id), "connection.refreshed", "g"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // The session cannot re-link twice; the refused re-link changes nothing.
+        let twice = GrantUpdate {
+            key_hint: "access_…gggg".into(),
+            secrets: vec![sealed(SecretRole::AccessToken, &[51])],
+            updated_at: at(7),
+            ..relink.clone()
+        };
+        let err = s
+            .apply_grant(a.id, g.id, &twice, &audit(Some(a.id), "connection.relinked", "g"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { field: "session" }),
+            "{err:?}"
+        );
+        assert_eq!(s.get_connection(a.id, g.id).await.unwrap().unwrap(), c);
+        assert_eq!(
+            stored_secrets(s, a.id, g.id).await,
+            vec![("access_token", vec![31], None), ("refresh_token", vec![32], None)]
+        );
+        assert_eq!(audited(s, a.id, "connection.relinked").await, 1);
+
+        // A test call that could not see the account keeps the stored details.
+        let blind = GrantUpdate {
+            validation: Some(ValidationRecord {
+                missing_permissions: vec!["rak_balance_read".into()],
+                ..failed.clone()
+            }),
+            session: None,
+            updated_at: at(8),
+            ..relink.clone()
+        };
+        let c2 = s
+            .apply_grant(a.id, g.id, &blind, &audit(Some(a.id), "connection.relinked", "g"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c2.status, ConnectionStatus::Invalid);
+        assert_eq!(c2.last_error, failed.last_error);
+        assert_eq!(c2.missing_permissions, vec!["rak_balance_read".to_string()]);
+        assert_eq!(c2.last_validated_at, Some(t));
+        assert_eq!(c2.account, account);
+    }
+}
+
+conformance! {
+    async fn marking_a_grant_revoking_enqueues_its_job_in_the_same_transaction(b) {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        let (other, _) = tenant(s, "b").await;
+        let g = add_oauth_connection(s, a.id, &dk, false, "ca_1").await;
+        let k = add_connection(s, a.id, &dk, Some("key")).await.unwrap();
+        let why = LastError {
+            code: "connection_revoking".into(),
+            message: "disconnect requested".into(),
+            stripe_request_id: None,
+        };
+        let kind = "test.deauthorize";
+        let job = |c: ConnectionId| NewJob::new(kind, c.uuid(), now()).for_tenant(a.id);
+
+        // Another tenant's id, or an API-key connection: nothing, no job.
+        for (tenant, id) in [(other.id, g.id), (a.id, k.id)] {
+            assert!(
+                s.mark_connection_revoking(
+                    tenant,
+                    id,
+                    &why,
+                    &job(id),
+                    &audit(Some(tenant), "connection.revoking", "c")
+                )
+                .await
+                .unwrap()
+                .is_none()
+            );
+            assert!(
+                s.system_jobs_for_subject(kind, id.uuid())
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        assert_eq!(audited(s, a.id, "connection.revoking").await, 0);
+        assert_eq!(audited(s, other.id, "connection.revoking").await, 0);
+
+        let c = s
+            .mark_connection_revoking(
+                a.id,
+                g.id,
+                &why,
+                &job(g.id),
+                &audit(Some(a.id), "connection.revoking", "g"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.status, ConnectionStatus::Revoking);
+        assert_eq!(c.last_error, Some(why.clone()));
+        assert_eq!(s.get_connection(a.id, g.id).await.unwrap().unwrap(), c);
+        let jobs = s.system_jobs_for_subject(kind, g.id.uuid()).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].tenant_id, Some(a.id));
+        assert_eq!(jobs[0].status, JobStatus::Queued);
+        assert_eq!(audited(s, a.id, "connection.revoking").await, 1);
+        // The tokens stay until the job has deauthorized the grant.
+        assert_eq!(
+            stored_secrets(s, a.id, g.id).await,
+            vec![("access_token", vec![1], None), ("refresh_token", vec![2], None)]
+        );
+        let revoking = ConnectionFilter {
+            status: Some(ConnectionStatus::Revoking),
+            ..Default::default()
+        };
+        assert_eq!(
+            s.list_connections(a.id, &revoking, &PageRequest::first(10))
+                .await
+                .unwrap()
+                .data,
+            vec![c]
+        );
+    }
+}
+
+conformance! {
+    async fn allowed_origins_are_replaced_listed_sorted_and_found_across_tenants(b) {
+        let s = b.store.as_ref();
+        let (a, _) = tenant(s, "a").await;
+        let (other, _) = tenant(s, "b").await;
+        let set = |tenant: TenantId, origins: &[&str]| {
+            let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
+            async move {
+                s.set_allowed_origins(
+                    tenant,
+                    &origins,
+                    &audit(Some(tenant), "tenant.origins_updated", "t"),
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let allowed = |origin: &'static str| async move {
+            s.system_origin_allowed(origin).await.unwrap()
+        };
+        assert!(s.allowed_origins(a.id).await.unwrap().is_empty());
+        assert!(!allowed("https://a.example").await);
+
+        assert!(
+            set(
+                a.id,
+                &["https://b.example", "https://a.example", "https://a.example"]
+            )
+            .await
+        );
+        assert_eq!(
+            s.allowed_origins(a.id).await.unwrap(),
+            vec!["https://a.example".to_string(), "https://b.example".into()]
+        );
+        assert!(allowed("https://a.example").await);
+        assert!(!allowed("https://c.example").await);
+        assert!(set(other.id, &["https://c.example"]).await);
+        assert_eq!(
+            s.allowed_origins(other.id).await.unwrap(),
+            vec!["https://c.example".to_string()]
+        );
+        assert_eq!(s.allowed_origins(a.id).await.unwrap().len(), 2);
+
+        // Replacing, not adding.
+        assert!(set(a.id, &["https://d.example"]).await);
+        assert_eq!(
+            s.allowed_origins(a.id).await.unwrap(),
+            vec!["https://d.example".to_string()]
+        );
+        assert!(!allowed("https://a.example").await);
+        assert!(allowed("https://c.example").await);
+        assert!(allowed("https://d.example").await);
+        // Exact matches only.
+        assert!(!allowed("https://d.example/").await);
+        assert!(!allowed("http://d.example").await);
+
+        // A missing tenant: false, nothing stored, nothing audited.
+        let ghost = TenantId::new();
+        assert!(!set(ghost, &["https://e.example"]).await);
+        assert!(!allowed("https://e.example").await);
+        assert!(s.allowed_origins(ghost).await.unwrap().is_empty());
+        assert_eq!(audited(s, ghost, "tenant.origins_updated").await, 0);
+
+        // An empty list clears them.
+        assert!(set(a.id, &[]).await);
+        assert!(s.allowed_origins(a.id).await.unwrap().is_empty());
+        assert!(!allowed("https://d.example").await);
+        assert_eq!(audited(s, a.id, "tenant.origins_updated").await, 3);
+        assert_eq!(s.allowed_origins(other.id).await.unwrap().len(), 1);
+    }
+}
+
+conformance! {
+    async fn another_tenants_connect_records_behave_as_missing(b) {
+        let s = b.store.as_ref();
+        let (a, dk) = tenant(s, "a").await;
+        let (other, other_dk) = tenant(s, "b").await;
+        put_platform(s, &platform(a.id, false, "ca_a"), &dk, &[1])
+            .await
+            .unwrap();
+        let sess = session(add_seconds(now(), 600));
+        let g = oauth_connection(a.id, false, "ca_a", Some("shared"));
+        s.create_connection(
+            &NewConnection {
+                connection: g.clone(),
+                data_key_id: dk.id,
+                secrets: vec![
+                    sealed(SecretRole::AccessToken, &[1]),
+                    sealed(SecretRole::RefreshToken, &[2]),
+                ],
+                jobs: vec![],
+                session: Some(sess),
+            },
+            &audit(Some(a.id), "connection.created", "g"),
+        )
+        .await
+        .unwrap();
+        s.set_allowed_origins(
+            a.id,
+            &["https://a.example".into()],
+            &audit(Some(a.id), "tenant.origins_updated", "t"),
+        )
+        .await
+        .unwrap();
+        let ev = audit(Some(other.id), "x", "g");
+        let t = now();
+        let lease = uuid::Uuid::new_v4();
+
+        assert!(s.list_stripe_platforms(other.id).await.unwrap().is_empty());
+        assert!(
+            s.get_stripe_platform_secret(other.id, false)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            s.delete_stripe_platforms(other.id, None, true, &ev)
+                .await
+                .unwrap(),
+            PlatformDeletion::NotFound
+        );
+        assert!(s.get_connection_secrets(other.id, g.id).await.unwrap().is_none());
+        assert!(
+            s.find_connection_by_external_id(other.id, "shared")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            s.lease_grant_refresh(other.id, g.id, lease, add_seconds(t, 60), t)
+                .await
+                .unwrap(),
+            RefreshLease::NotFound
+        );
+        let update = grant_update(
+            &other_dk,
+            vec![sealed(SecretRole::AccessToken, &[9])],
+            "access_…xxxx",
+            t,
+            None,
+        );
+        assert!(s.apply_grant(other.id, g.id, &update, &ev).await.unwrap().is_none());
+        let job = NewJob::new("test.deauthorize", g.id.uuid(), t).for_tenant(other.id);
+        let why = LastError {
+            code: "x".into(),
+            message: "x".into(),
+            stripe_request_id: None,
+        };
+        assert!(
+            s.mark_connection_revoking(other.id, g.id, &why, &job, &ev)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(!s.delete_connection(other.id, g.id, &ev).await.unwrap());
+        assert!(!s.connect_session_used(other.id, sess.session_id).await.unwrap());
+        assert!(s.allowed_origins(other.id).await.unwrap().is_empty());
+        // The client-id rule is per tenant: the other tenant's own platform in
+        // the same mode may take any client id.
+        put_platform(s, &platform(other.id, false, "ca_b"), &other_dk, &[2])
+            .await
+            .unwrap();
+        put_platform(s, &platform(other.id, false, "ca_b2"), &other_dk, &[3])
+            .await
+            .unwrap();
+
+        // Tenant a's records are untouched.
+        let mine = s.get_connection(a.id, g.id).await.unwrap().unwrap();
+        assert_eq!(mine, g);
+        assert_eq!(
+            stored_secrets(s, a.id, g.id).await,
+            vec![("access_token", vec![1], None), ("refresh_token", vec![2], None)]
+        );
+        assert_eq!(
+            s.lease_grant_refresh(a.id, g.id, lease, add_seconds(t, 60), t)
+                .await
+                .unwrap(),
+            RefreshLease::Acquired
+        );
+        assert_eq!(
+            s.get_stripe_platform_secret(a.id, false)
+                .await
+                .unwrap()
+                .unwrap()
+                .platform
+                .client_id,
+            "ca_a"
+        );
+        assert!(
+            s.system_jobs_for_subject("test.deauthorize", g.id.uuid())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(s.allowed_origins(a.id).await.unwrap().len(), 1);
+    }
+}
+
+conformance! {
+    async fn deleting_a_tenant_removes_its_connect_records(b) {
+        let s = b.store.as_ref();
+        let (t, dk) = tenant(s, "doomed").await;
+        let (other, other_dk) = tenant(s, "bystander").await;
+        let mut grants = Vec::new();
+        for (tenant_id, key) in [(t.id, &dk), (other.id, &other_dk)] {
+            put_platform(s, &platform(tenant_id, false, "ca_t"), key, &[1])
+                .await
+                .unwrap();
+            put_platform(s, &platform(tenant_id, true, "ca_l"), key, &[2])
+                .await
+                .unwrap();
+            let sess = session(add_seconds(now(), 600));
+            let g = oauth_connection(tenant_id, false, "ca_t", None);
+            s.create_connection(
+                &NewConnection {
+                    connection: g.clone(),
+                    data_key_id: key.id,
+                    secrets: vec![
+                        sealed(SecretRole::AccessToken, &[1]),
+                        sealed(SecretRole::RefreshToken, &[2]),
+                    ],
+                    jobs: vec![],
+                    session: Some(sess),
+                },
+                &audit(Some(tenant_id), "connection.created", "g"),
+            )
+            .await
+            .unwrap();
+            let k = add_connection(s, tenant_id, key, Some("key")).await.unwrap();
+            s.create_oauth_state(&oauth_state(
+                tenant_id,
+                &format!("sha256${tenant_id}"),
+                add_seconds(now(), 600),
+                None,
+            ))
+            .await
+            .unwrap();
+            s.set_allowed_origins(
+                tenant_id,
+                &[format!("https://{tenant_id}.example")],
+                &audit(Some(tenant_id), "tenant.origins_updated", "t"),
+            )
+            .await
+            .unwrap();
+            grants.push((tenant_id, g.id, k.id, sess.session_id));
+        }
+        let by_tenant = [
+            ("stripe_platforms", 2),
+            ("oauth_states", 1),
+            ("connect_session_uses", 1),
+            ("tenant_origins", 1),
+            ("connections", 2),
+        ];
+        for (table, n) in by_tenant {
+            assert_eq!(b.rows(table, "tenant_id", t.id.uuid()).await, n, "{table}");
+        }
+
+        assert!(
+            s.delete_tenant(t.id, &audit(None, "tenant.deleted", &t.id.to_string()))
+                .await
+                .unwrap()
+        );
+        for (tenant_id, g, k, sess) in grants {
+            let gone = tenant_id == t.id;
+            for (table, n) in by_tenant {
+                assert_eq!(
+                    b.rows(table, "tenant_id", tenant_id.uuid()).await,
+                    if gone { 0 } else { n },
+                    "{table} of {}",
+                    if gone { "the deleted tenant" } else { "the bystander" }
+                );
+            }
+            for c in [g, k] {
+                assert_eq!(
+                    b.rows("connection_secrets", "connection_id", c.uuid()).await,
+                    if gone { 0 } else if c == g { 2 } else { 1 }
+                );
+            }
+            assert_eq!(s.connect_session_used(tenant_id, sess).await.unwrap(), !gone);
+            assert_eq!(
+                s.system_origin_allowed(&format!("https://{tenant_id}.example"))
+                    .await
+                    .unwrap(),
+                !gone
+            );
+            assert_eq!(
+                s.take_oauth_state(&format!("sha256${tenant_id}"), now())
+                    .await
+                    .unwrap()
+                    .is_some(),
+                !gone
+            );
+        }
+    }
+}
+
+/// A database made by the migrations before Stripe Connect, holding a
+/// connection whose key (and previous key) were columns, migrated by the
+/// store: the keys become `connection_secrets` rows of the right roles, the
+/// previous key keeping its expiry.
+mod migrating_moves_connection_keys_into_secret_rows {
+    use super::*;
+    use sqlx::migrate::Migrator;
+
+    /// A connection as migration 2 stored it: the record, its key, its previous key.
+    type LegacyRow = (Connection, Vec<u8>, Option<Vec<u8>>);
+
+    /// The migrations up to and including the second (the one before Connect).
+    fn before_connect(migrator: &Migrator) -> i64 {
+        let versions: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        assert!(versions.len() >= 3, "{versions:?}");
+        assert!(
+            migrator
+                .iter()
+                .nth(2)
+                .unwrap()
+                .description
+                .contains("connect"),
+            "the third migration is the Connect one"
+        );
+        versions[1]
+    }
+
+    /// The legacy connections: one with a kept previous key, one without.
+    fn legacy(tenant: TenantId, expires: Timestamp) -> [LegacyRow; 2] {
+        let kept = Connection {
+            previous_key_hint: Some("sk_test_…0001".into()),
+            previous_key_expires_at: Some(expires),
+            ..connection(tenant, Some("legacy-1"))
+        };
+        [
+            (kept, vec![1, 1], Some(vec![2, 2])),
+            (connection(tenant, Some("legacy-2")), vec![3, 3], None),
+        ]
+    }
+
+    const INSERT: &str = "INSERT INTO connections (id, tenant_id, provider, auth_method, livemode, \
+         status, stripe_account_id, account_name, account_country, default_currency, key_hint, \
+         external_id, name, metadata, stripe_version, missing_permissions, last_validated_at, \
+         last_error, data_key_id, secret, previous_secret, previous_key_hint, \
+         previous_key_expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+         $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
+
+    /// Binds a legacy connection row; `$time` converts a timestamp to the column type.
+    macro_rules! insert_legacy {
+        ($pool:expr, $dk:expr, $row:expr, $time:expr) => {{
+            let (c, secret, previous) = $row;
+            sqlx::query(INSERT)
+                .bind(c.id.uuid())
+                .bind(c.tenant_id.uuid())
+                .bind(c.provider.as_str())
+                .bind(c.auth_method.as_str())
+                .bind(c.livemode)
+                .bind(c.status.as_str())
+                .bind(&c.account.stripe_account_id)
+                .bind(&c.account.account_name)
+                .bind(&c.account.country)
+                .bind(&c.account.default_currency)
+                .bind(&c.key_hint)
+                .bind(&c.external_id)
+                .bind(&c.name)
+                .bind(sqlx::types::Json(&c.metadata))
+                .bind(&c.stripe_version)
+                .bind(sqlx::types::Json(&c.missing_permissions))
+                .bind(c.last_validated_at.map($time))
+                .bind(c.last_error.as_ref().map(sqlx::types::Json))
+                .bind($dk.id.uuid())
+                .bind(secret)
+                .bind(previous)
+                .bind(&c.previous_key_hint)
+                .bind(c.previous_key_expires_at.map($time))
+                .bind($time(c.created_at))
+                .bind($time(c.updated_at))
+                .execute($pool)
+                .await
+                .unwrap();
+        }};
+    }
+
+    /// After the store's `migrate()`: each key is a row of its role.
+    async fn check(s: &dyn Store, tenant: TenantId, rows: &[LegacyRow; 2], expires: Timestamp) {
+        let (kept, none) = (&rows[0].0, &rows[1].0);
+        assert_eq!(
+            s.get_connection(tenant, kept.id).await.unwrap().as_ref(),
+            Some(kept)
+        );
+        assert_eq!(
+            s.get_connection(tenant, none.id).await.unwrap().as_ref(),
+            Some(none)
+        );
+        assert_eq!(
+            stored_secrets(s, tenant, kept.id).await,
+            vec![
+                ("api_key", vec![1, 1], None),
+                ("previous_api_key", vec![2, 2], Some(expires)),
+            ]
+        );
+        assert_eq!(
+            stored_secrets(s, tenant, none.id).await,
+            vec![("api_key", vec![3, 3], None)]
+        );
+        // The migrated previous key expires like any other.
+        assert_eq!(
+            s.system_purge_expired_previous_keys(expires).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            stored_secrets(s, tenant, kept.id).await,
+            vec![("api_key", vec![1, 1], None)]
+        );
+        assert_eq!(
+            s.get_connection(tenant, kept.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .previous_key_hint,
+            None
+        );
+        s.migrate().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let migrator = sqlx::migrate!("../../migrations/sqlite");
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        migrator
+            .run_to(before_connect(&migrator), &pool)
+            .await
+            .unwrap();
+
+        let store = patchbay_store::open(&url, &PoolSettings::default(), false)
+            .await
+            .unwrap();
+        let (t, dk) = tenant(store.as_ref(), "legacy").await;
+        let expires = add_seconds(now(), 3600);
+        let rows = legacy(t.id, expires);
+        for row in rows.clone() {
+            insert_legacy!(&pool, dk, row, |t: Timestamp| t.timestamp_micros());
+        }
+        pool.close().await;
+
+        store.migrate().await.unwrap();
+        check(store.as_ref(), t.id, &rows, expires).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        let Some(base) = support::postgres_url_for_schema_test().await else {
+            return;
+        };
+        let admin = sqlx::PgPool::connect(&base).await.unwrap();
+        let schema = format!("migration_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+        let migrator = sqlx::migrate!("../../migrations/postgres");
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        migrator
+            .run_to(before_connect(&migrator), &pool)
+            .await
+            .unwrap();
+
+        let store = patchbay_store::open(&url, &PoolSettings::default(), false)
+            .await
+            .unwrap();
+        let (t, dk) = tenant(store.as_ref(), "legacy").await;
+        let expires = add_seconds(now(), 3600);
+        let rows = legacy(t.id, expires);
+        for row in rows.clone() {
+            insert_legacy!(&pool, dk, row, |t: Timestamp| t);
+        }
+        pool.close().await;
+
+        store.migrate().await.unwrap();
+        check(store.as_ref(), t.id, &rows, expires).await;
+        store.close().await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&admin)
+            .await;
+    }
 }
