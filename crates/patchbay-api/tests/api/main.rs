@@ -14,6 +14,7 @@ mod quotas;
 mod redaction;
 mod rotation_account;
 mod secrets;
+mod sessions;
 mod stripe_deadline;
 mod support;
 mod tenants;
