@@ -327,7 +327,7 @@ pub trait ConnectionStore: Send + Sync {
     /// Stores new grant tokens (replacing those of the same roles), scope and
     /// validation in one transaction; with a lease token, only while it is
     /// held (and releases it). `None` when the connection is gone, is not a
-    /// Connect grant, or the lease was lost.
+    /// Connect grant, is being disconnected (`revoking`), or the lease was lost.
     async fn apply_grant(
         &self,
         tenant: TenantId,
@@ -336,7 +336,8 @@ pub trait ConnectionStore: Send + Sync {
         audit: &AuditEvent,
     ) -> StoreResult<Option<Connection>>;
     /// Marks a Connect connection `revoking` with why, and enqueues its
-    /// deauthorization job, in one transaction.
+    /// deauthorization job, in one transaction. A refresh in flight loses its
+    /// lease: no token is stored for a grant being disconnected.
     async fn mark_connection_revoking(
         &self,
         tenant: TenantId,

@@ -24,8 +24,7 @@ use crate::engine::for_each_engine;
 use crate::error::map;
 use crate::page::push_page;
 use crate::rows::{
-    CONNECTION_COLUMNS, CONNECTION_KEY_SELECT, ConnectionKeyRow, ConnectionRow,
-    ConnectionSecretRow, convert,
+    CONNECTION_COLUMNS, CONNECTION_SECRETS_SELECT, ConnectionRow, ConnectionSecretsRow, convert,
 };
 use crate::types::{DbTime, db_time};
 
@@ -172,29 +171,25 @@ for_each_engine! {
             tenant: TenantId,
             id: ConnectionId,
         ) -> StoreResult<Option<ConnectionSecrets>> {
-            let mut reader = self.reader().await?;
-            let row: Option<ConnectionKeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "{CONNECTION_KEY_SELECT} WHERE c.tenant_id = $1 AND c.id = $2"
+            let rows: Vec<ConnectionSecretsRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{CONNECTION_SECRETS_SELECT} WHERE c.tenant_id = $1 AND c.id = $2"
             )))
             .bind(tenant.uuid())
             .bind(id.uuid())
-            .fetch_optional(&mut *reader)
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(map)?;
-            let Some(row) = row else {
+            let secrets = rows
+                .iter()
+                .filter_map(|r| r.secret().transpose())
+                .collect::<Result<Vec<_>, _>>()?;
+            let Some(first) = rows.into_iter().next() else {
                 return Ok(None);
             };
-            let secrets: Vec<ConnectionSecretRow> = sqlx::query_as(
-                "SELECT role, sealed, expires_at FROM connection_secrets WHERE connection_id = $1",
-            )
-            .bind(id.uuid())
-            .fetch_all(&mut *reader)
-            .await
-            .map_err(map)?;
             Ok(Some(ConnectionSecrets {
-                connection: row.connection.try_into()?,
-                data_key: row.data_key.into(),
-                secrets: convert(secrets)?,
+                connection: first.connection.try_into()?,
+                data_key: first.data_key.into(),
+                secrets,
             }))
         }
 
@@ -530,7 +525,7 @@ for_each_engine! {
                  account_name = CASE WHEN $11 THEN $12 ELSE account_name END, \
                  account_country = CASE WHEN $11 THEN $13 ELSE account_country END, \
                  default_currency = CASE WHEN $11 THEN $14 ELSE default_currency END \
-                 WHERE tenant_id = $15 AND id = $16 AND auth_method = $17 \
+                 WHERE tenant_id = $15 AND id = $16 AND auth_method = $17 AND status <> 'revoking' \
                  AND ($18 OR refresh_lease_token = $19) RETURNING {CONNECTION_COLUMNS}"
             )))
             .bind(&update.key_hint)
@@ -577,7 +572,8 @@ for_each_engine! {
         ) -> StoreResult<Option<Connection>> {
             let mut tx = self.begin().await?;
             let row: Option<ConnectionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE connections SET status = $1, last_error = $2 \
+                "UPDATE connections SET status = $1, last_error = $2, \
+                 refresh_lease_token = NULL, refresh_lease_until = NULL \
                  WHERE tenant_id = $3 AND id = $4 AND auth_method = $5 RETURNING {CONNECTION_COLUMNS}"
             )))
             .bind(ConnectionStatus::Revoking.as_str())

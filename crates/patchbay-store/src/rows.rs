@@ -224,22 +224,42 @@ impl TryFrom<ConnectionRow> for Connection {
     }
 }
 
-/// Connection columns prefixed for the join with its data key.
-pub(crate) const CONNECTION_KEY_SELECT: &str = "SELECT c.id, c.tenant_id, c.provider, c.auth_method, c.livemode, c.status, \
+/// A connection with its data key and its secrets, one row per secret, in one
+/// statement (one snapshot: a concurrent rotation is seen whole or not at all).
+pub(crate) const CONNECTION_SECRETS_SELECT: &str = "SELECT c.id, c.tenant_id, c.provider, c.auth_method, c.livemode, c.status, \
      c.stripe_account_id, c.account_name, c.account_country, c.default_currency, c.key_hint, \
      c.external_id, c.name, c.metadata, c.stripe_version, c.missing_permissions, \
      c.last_validated_at, c.last_error, c.previous_key_hint, c.previous_key_expires_at, \
      c.oauth_client_id, c.grant_scope, c.grant_refreshed_at, c.created_at, c.updated_at, \
      d.id AS dk_id, d.tenant_id AS dk_tenant_id, d.master_key_id AS dk_master_key_id, \
-     d.wrapped AS dk_wrapped, d.created_at AS dk_created_at \
-     FROM connections c JOIN data_keys d ON d.id = c.data_key_id AND d.tenant_id = c.tenant_id";
+     d.wrapped AS dk_wrapped, d.created_at AS dk_created_at, \
+     s.role AS secret_role, s.sealed AS secret_sealed, s.expires_at AS secret_expires_at \
+     FROM connections c JOIN data_keys d ON d.id = c.data_key_id AND d.tenant_id = c.tenant_id \
+     LEFT JOIN connection_secrets s ON s.connection_id = c.id";
 
 #[derive(sqlx::FromRow)]
-pub(crate) struct ConnectionKeyRow {
+pub(crate) struct ConnectionSecretsRow {
     #[sqlx(flatten)]
     pub(crate) connection: ConnectionRow,
     #[sqlx(flatten)]
     pub(crate) data_key: PrefixedDataKeyRow,
+    pub(crate) secret_role: Option<String>,
+    pub(crate) secret_sealed: Option<Vec<u8>>,
+    pub(crate) secret_expires_at: Option<DbTime>,
+}
+
+impl ConnectionSecretsRow {
+    /// The secret this row carries, if any (a connection without secrets joins one empty row).
+    pub(crate) fn secret(&self) -> Result<Option<ConnectionSecret>, StoreError> {
+        match (&self.secret_role, &self.secret_sealed) {
+            (Some(role), Some(sealed)) => Ok(Some(ConnectionSecret {
+                role: SecretRole::parse(role).ok_or_else(|| corrupt("secret role", role))?,
+                sealed: SealedSecret(sealed.clone()),
+                expires_at: self.secret_expires_at.map(|t| t.0),
+            })),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A data key joined under `dk_` names.
@@ -261,24 +281,6 @@ impl From<PrefixedDataKeyRow> for DataKeyRecord {
             wrapped: r.dk_wrapped,
             created_at: r.dk_created_at.0,
         }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(crate) struct ConnectionSecretRow {
-    role: String,
-    sealed: Vec<u8>,
-    expires_at: Option<DbTime>,
-}
-
-impl TryFrom<ConnectionSecretRow> for ConnectionSecret {
-    type Error = StoreError;
-    fn try_from(r: ConnectionSecretRow) -> Result<Self, StoreError> {
-        Ok(ConnectionSecret {
-            role: SecretRole::parse(&r.role).ok_or_else(|| corrupt("secret role", &r.role))?,
-            sealed: SealedSecret(r.sealed),
-            expires_at: r.expires_at.map(|t| t.0),
-        })
     }
 }
 

@@ -9,7 +9,7 @@ use patchbay_core::audit::{parse_session_id, session_id_text};
 use patchbay_core::connect::SessionUse;
 use patchbay_core::connection::validate_external_id;
 use patchbay_core::tenant::TenantStatus;
-use patchbay_core::time::{add_millis, now};
+use patchbay_core::time::add_millis;
 use patchbay_core::{TenantId, Timestamp};
 use patchbay_vault::{SessionClaims, SessionTokenError};
 use secrecy::SecretString;
@@ -159,7 +159,7 @@ pub async fn create(
     };
     let session_id = Uuid::new_v4();
     let id = session_id_text(session_id);
-    let issued = now();
+    let issued = state.config.clock.now();
     let expires_at = add_millis(issued, ttl.as_millis());
     let claims = SessionClaims::new(
         &id,

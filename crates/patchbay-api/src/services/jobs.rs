@@ -304,6 +304,10 @@ async fn revalidate(state: &AppState, job: &Job) -> Result<JobOutcome, String> {
             })
         }
         Err(e) if e.kind == ErrorKind::NotFound => Ok(JobOutcome::Done),
+        // Being disconnected: its deauthorization job deletes it; nothing to test meanwhile.
+        Err(e) if e.code == "connection_revoking" => Ok(JobOutcome::Reschedule {
+            run_at: add_millis(now(), state.config.revalidate_every.as_millis()),
+        }),
         Err(e) => Err(format!("{}: {}", e.code, e.message)),
     }
 }
