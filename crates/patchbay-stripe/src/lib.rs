@@ -8,6 +8,7 @@ mod client;
 mod error;
 pub mod form;
 mod keys;
+pub mod proxy;
 pub mod oauth;
 mod rate_limit;
 mod redact;
@@ -15,6 +16,7 @@ mod request;
 mod response;
 mod retry;
 mod test_call;
+mod version;
 
 pub use account::{
     AccountChange, AccountRefusal, MAX_ACCOUNT_ID_TAIL, MAX_ACCOUNT_NAME_CHARS, check_rotation,
@@ -29,3 +31,4 @@ pub use request::{Body, StripeRequest};
 pub use response::StripeResponse;
 pub use retry::RetryPolicy;
 pub use test_call::{KeyCheck, KeyOutcome, is_account_access_revoked};
+pub use version::validate_stripe_version;

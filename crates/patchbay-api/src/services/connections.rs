@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use patchbay_core::connection::{
     AccountDetails, AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ConnectionStatus,
-    Provider, validate_external_id, validate_stripe_version,
+    Provider, validate_external_id,
 };
 use patchbay_core::connect::{ConnectionSecret, SecretRole, SessionUse};
 use patchbay_core::metadata::MetadataPatch;
@@ -16,7 +16,9 @@ use patchbay_core::time::{add_seconds, now};
 use patchbay_core::{
     ConnectionId, Metadata, Page, PageRequest, StoreError, TenantId, ValidationError,
 };
-use patchbay_stripe::{AccountChange, KeyError, KeyKind, RateKey, StripeKey, check_rotation};
+use patchbay_stripe::{
+    AccountChange, KeyError, KeyKind, RateKey, StripeKey, check_rotation, validate_stripe_version,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
