@@ -418,15 +418,15 @@ def test_refresh_uses_the_refresh_token_and_platform_key(platform, connect, anon
     assert call["form"]["refresh_token"] == grant["refresh_token"]
     assert platform.secret_key in (call["form"].get("client_secret"), call["bearer"])
     connect.grants(platform.client_id)  # the new access token is a secret too
-    error(platform.tenant.api.post("/api/v1/connections/conn_doesnotexist00/refresh"), 404)
+    error(platform.tenant.api.post("/api/v1/connections/conn_" + "0" * 26 + "/refresh"), 404, "resource_missing")
 
 
 def test_delete_deauthorizes_at_stripe(platform, connect, anon):
     conn, grant = connect_account(platform, anon)
     account = conn["stripe_account_id"]
     since = connect.last_seq()
-    r = platform.tenant.api.delete(f"/api/v1/connections/{conn['id']}")
-    assert r.status_code == 204, describe(r)
+    deleted = ok(platform.tenant.api.delete(f"/api/v1/connections/{conn['id']}"))
+    assert deleted == {"id": conn["id"], "object": "connection", "deleted": True}
     (call,) = connect.calls(client_id=platform.client_id, path="/oauth/deauthorize", since=since)
     assert call["status"] == 200
     assert call["form"]["client_id"] == platform.client_id
@@ -505,14 +505,15 @@ def test_connect_session_oauth_flow(platform, connect, anon):
 def test_connect_session_forces_its_external_id(platform, connect, anon):
     session = new_session(platform.tenant, external_id="user-77", allowed=["oauth"])
     browser = Api(session["token"], bearer=True)
-    r = browser.get("/api/v1/connections/stripe/auth-url", params={"external_id": "someone-else"})
-    if r.status_code == 200:
-        done = redirected_to(callback(anon, back_to_patchbay(connect, r.json()["url"])))
-        assert done["external_id"] == "user-77"
-        assert [c["external_id"] for c in platform.tenant.connections()] == ["user-77"]
-    else:
-        assert 400 <= r.status_code < 500, describe(r)
-        assert platform.tenant.connections() == []
+    error(browser.get("/api/v1/connections/stripe/auth-url", params={"external_id": "someone-else"}), 403,
+          "session_scope_mismatch")
+    # Only the return_to it fixed; its own external id may be said.
+    r = browser.get("/api/v1/connections/stripe/auth-url", params={"return_to": APP + "/elsewhere"})
+    assert 400 <= r.status_code < 500, describe(r)
+    started = ok(browser.get("/api/v1/connections/stripe/auth-url", params={"external_id": "user-77"}))
+    done = redirected_to(callback(anon, back_to_patchbay(connect, started["url"])))
+    assert done["external_id"] == "user-77"
+    assert [c["external_id"] for c in platform.tenant.connections()] == ["user-77"]
 
 
 def test_connect_session_reaches_two_routes_only(platform):
@@ -539,7 +540,7 @@ def test_connect_session_api_key_route(platform):
     browser = Api(only_keys["token"], bearer=True)
     error(browser.get("/api/v1/connections/stripe/auth-url"), 403)
     r = browser.post("/api/v1/connections", json={"provider": "stripe", "api_key": stripe_key(), "external_id": "user-6"})
-    assert 400 <= r.status_code < 500, describe(r)
+    error(r, 403, "session_scope_mismatch")
     assert tenant.connections() == []
     conn = ok(browser.post("/api/v1/connections", json={"provider": "stripe", "api_key": stripe_key()}), 201)
     assert conn["external_id"] == "user-5" and conn["auth_method"] == "secret_key"
@@ -571,14 +572,14 @@ def preflight(path: str, origin: str, method: str = "GET", headers: str = "autho
 
 def test_settings_origins(tenant):
     assert ok(tenant.api.get("/api/v1/settings")) == {"object": "tenant_settings", "allowed_origins": []}
-    origins = [APP, "http://localhost:3000", "http://127.0.0.1:8080"]
-    assert ok(tenant.api.put("/api/v1/settings", json={"allowed_origins": origins}))["allowed_origins"] == origins
-    assert ok(tenant.api.get("/api/v1/settings"))["allowed_origins"] == origins
+    origins = sorted([APP, "http://localhost:3000", "http://127.0.0.1:8080"])
+    assert sorted(ok(tenant.api.put("/api/v1/settings", json={"allowed_origins": origins}))["allowed_origins"]) == origins
+    assert sorted(ok(tenant.api.get("/api/v1/settings"))["allowed_origins"]) == origins
     for bad in ("http://app.example.com", "https://app.example.com/path", "app.example.com", "ftp://app.example.com"):
         error(tenant.api.put("/api/v1/settings", json={"allowed_origins": [APP, bad]}), 422, param="allowed_origins[1]")
     too_many = [f"https://app{i}.example.com" for i in range(21)]
     error(tenant.api.put("/api/v1/settings", json={"allowed_origins": too_many}), 422)
-    assert ok(tenant.api.get("/api/v1/settings"))["allowed_origins"] == origins
+    assert sorted(ok(tenant.api.get("/api/v1/settings"))["allowed_origins"]) == origins
 
 
 def test_cors_preflight_and_requests(platform, other_tenant):
@@ -599,9 +600,10 @@ def test_cors_preflight_and_requests(platform, other_tenant):
     other_route = preflight("/api/v1/tenants", APP)
     assert "Access-Control-Allow-Origin" not in other_route.headers, describe(other_route)
 
-    # A session's request from an origin only another tenant lists gets no CORS headers.
+    # A session's request from an origin only another tenant lists is refused, without CORS headers.
     browser = Api(new_session(platform.tenant, allowed=["oauth"])["token"], bearer=True)
     r = browser.get("/api/v1/connections/stripe/auth-url", headers={"Origin": origin_b})
+    error(r, 403, "origin_not_allowed")
     assert "Access-Control-Allow-Origin" not in r.headers, describe(r)
     # Requests with a tenant key never get CORS headers.
     r = platform.tenant.api.get("/api/v1/connections/stripe/auth-url", headers={"Origin": APP})
