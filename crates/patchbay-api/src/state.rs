@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use patchbay_core::Store;
+use patchbay_core::store::AuditStore;
 use patchbay_stripe::StripeClient;
 use patchbay_vault::{Keyring, SessionSigner};
 use patchbay_vault::api_token::token_digest;
@@ -15,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::auth::KeyVerifier;
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::HttpMetrics;
+use crate::services::audit_log::{AuditLog, AuditLogSettings};
 use crate::services::jobs::{JobSettings, JobWakeup};
 
 /// API settings.
@@ -44,6 +46,8 @@ pub struct ApiConfig {
     /// The time API-key verification reads (key expiry, cache lifetimes);
     /// tests move it forward instead of sleeping.
     pub clock: Arc<dyn Clock>,
+    /// The batched audit log of high-volume calls.
+    pub audit_log: AuditLogSettings,
 }
 
 impl Default for ApiConfig {
@@ -60,6 +64,7 @@ impl Default for ApiConfig {
             session_ttl: Duration::from_secs(1800),
             session_signer: Arc::new(random_session_signer()),
             clock: Arc::new(SystemClock),
+            audit_log: AuditLogSettings::default(),
         }
     }
 }
@@ -97,6 +102,9 @@ pub struct Inner {
     pub http_metrics: HttpMetrics,
     /// Wakes the job worker when work is enqueued for now.
     pub job_wakeup: JobWakeup,
+    /// Audit records of high-volume calls, written in batches off the
+    /// request path; closed (flushed) on graceful shutdown.
+    pub audit_log: AuditLog,
 }
 
 impl std::fmt::Debug for Inner {
@@ -119,7 +127,8 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Assembles the state.
+    /// Assembles the state and starts the audit log's writer (so it must
+    /// run inside a tokio runtime).
     pub fn new(
         store: Arc<dyn Store>,
         keyring: Arc<Keyring>,
@@ -129,6 +138,8 @@ impl AppState {
         metrics: Option<PrometheusHandle>,
     ) -> Self {
         let keys = KeyVerifier::new(store.clone(), config.clock.clone(), config.key_cache_ttl);
+        let audit_store: Arc<dyn AuditStore> = store.clone();
+        let audit_log = AuditLog::spawn(audit_store, config.audit_log.clone());
         Self(Arc::new(Inner {
             admin_digest: admin_token.map(|t| token_digest(t.expose_secret())),
             keys,
@@ -139,6 +150,7 @@ impl AppState {
             metrics,
             http_metrics: HttpMetrics::default(),
             job_wakeup: JobWakeup::default(),
+            audit_log,
         }))
     }
 

@@ -441,6 +441,10 @@ pub struct AuditFilter {
 pub trait AuditStore: Send + Sync {
     /// Appends an event on its own (for events that change nothing else).
     async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Appends many events in one transaction: all of them or none. An event
+    /// whose id is already stored is skipped, so a batch retried after a lost
+    /// commit acknowledgement stores each event once. An empty slice is a no-op.
+    async fn insert_audit_events(&self, events: &[AuditEvent]) -> StoreResult<()>;
     /// The tenant's events, newest first; with `None`, every event (the platform admin's view).
     async fn list_audit_events(
         &self,

@@ -3316,3 +3316,78 @@ mod migrating_moves_connection_keys_into_secret_rows {
             .await;
     }
 }
+
+/// Every audit event `tenant` may see (all of them with `None`), newest first,
+/// read page by page.
+async fn all_audit_events(store: &dyn Store, tenant: Option<TenantId>) -> Vec<AuditEvent> {
+    let mut all: Vec<AuditEvent> = Vec::new();
+    loop {
+        let after = all.last().map(|e| e.id);
+        let page = store
+            .list_audit_events(
+                tenant,
+                &AuditFilter::default(),
+                &PageRequest::new(Some(100), after, None).unwrap(),
+            )
+            .await
+            .unwrap();
+        all.extend(page.data);
+        if !page.has_more {
+            return all;
+        }
+    }
+}
+
+conformance! {
+    async fn audit_events_are_inserted_as_one_batch(b) {
+        let s = b.store.as_ref();
+        let (t, _) = tenant(s, "batch").await;
+        let before = all_audit_events(s, None).await;
+
+        s.insert_audit_events(&[]).await.unwrap();
+        assert_eq!(all_audit_events(s, None).await, before, "an empty batch writes nothing");
+
+        // More rows than one statement holds, with every field varied.
+        let key = ApiKeyId::new();
+        let events: Vec<AuditEvent> = (0..2_500)
+            .map(|i| {
+                let actor = match i % 4 {
+                    0 => Actor::System,
+                    1 => Actor::ApiKey(key),
+                    2 => Actor::ConnectSession(uuid::Uuid::new_v4()),
+                    _ => Actor::Admin,
+                };
+                AuditEvent::new(
+                    (i % 3 != 0).then_some(t.id),
+                    actor,
+                    &format!("proxy.call_{}", i % 7),
+                    (i % 2 == 0).then(|| format!("conn_{i}")),
+                    serde_json::json!({"n": i, "status": 200 + i % 3, "path": "/v1/charges"}),
+                    Some(format!("req_{i}")),
+                )
+                .with_client_request_id((i % 5 == 0).then(|| format!("client-{i}")))
+            })
+            .collect();
+        s.insert_audit_events(&events).await.unwrap();
+
+        let stored = all_audit_events(s, None).await;
+        assert_eq!(stored.len(), before.len() + events.len());
+        let by_id: std::collections::HashMap<_, _> = stored.iter().map(|e| (e.id, e)).collect();
+        for event in &events {
+            assert_eq!(by_id.get(&event.id), Some(&event), "stored as given");
+        }
+        let mine = all_audit_events(s, Some(t.id)).await;
+        let expected_mine = events.iter().filter(|e| e.tenant_id == Some(t.id)).count();
+        assert_eq!(mine.len(), expected_mine + 1, "the batch's and tenant.created");
+
+        // A batch retried after it was written stores nothing twice, and the
+        // new events in it are written.
+        let late = audit(Some(t.id), "proxy.late", "conn_late");
+        let mut retried = events[..10].to_vec();
+        retried.push(late.clone());
+        s.insert_audit_events(&retried).await.unwrap();
+        let after_retry = all_audit_events(s, None).await;
+        assert_eq!(after_retry.len(), stored.len() + 1);
+        assert_eq!(after_retry[0], late);
+    }
+}

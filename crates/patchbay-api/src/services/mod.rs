@@ -3,6 +3,7 @@
 //! they refuse with their own [`error::ServiceError`], free of HTTP types.
 
 pub mod api_keys;
+pub mod audit_log;
 pub mod background;
 pub mod connect_sessions;
 pub mod connections;

@@ -2,6 +2,7 @@
 
 mod account_fields;
 mod api_keys;
+mod audit_log;
 mod connections;
 mod errors;
 mod headers;

@@ -38,6 +38,7 @@ pub async fn run(config: Option<&Path>) -> Result<(), CommandError> {
         .map_err(|e| CommandError(e.to_string()))?;
     let background = patchbay_api::services::background::spawn(state.clone());
     let store = state.store.clone();
+    let audit_log = state.audit_log.clone();
     let app = patchbay_api::app(state);
     info!(%address, docs = %format!("http://{address}/docs"), "patchbay listening");
 
@@ -66,6 +67,19 @@ pub async fn run(config: Option<&Path>) -> Result<(), CommandError> {
         warn!(
             ?grace,
             "background jobs did not finish within the grace period; their leases will expire and they will run again"
+        );
+    }
+    // Audit records of calls (and of the jobs just stopped) still queued are
+    // written before the store closes.
+    let flushed = audit_log.close(grace).await;
+    if flushed.unwritten == 0 {
+        info!(events = flushed.written, "audit log flushed");
+    } else {
+        warn!(
+            written = flushed.written,
+            unwritten = flushed.unwritten,
+            ?grace,
+            "audit log not fully flushed (the grace period passed, or the database refused events); the unwritten events are lost"
         );
     }
     store.close().await;
