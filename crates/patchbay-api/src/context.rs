@@ -76,7 +76,7 @@ pub async fn request_context(
 
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
         response = render(&err, &id);
-    } else if needs_envelope(&response) {
+    } else if needs_envelope(&response) && !crate::routes::is_passthrough(&response) {
         response = render(&generic(response.status(), &method, uri.path()), &id);
     }
     let headers = response.headers_mut();

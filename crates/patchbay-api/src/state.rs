@@ -9,8 +9,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use patchbay_core::Store;
 use patchbay_core::store::AuditStore;
 use patchbay_stripe::StripeClient;
-use patchbay_vault::{Keyring, SessionSigner};
 use patchbay_vault::api_token::token_digest;
+use patchbay_vault::{Keyring, SessionSigner};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::KeyVerifier;
@@ -41,6 +41,11 @@ pub struct ApiConfig {
     pub oauth_state_ttl: Duration,
     /// Default lifetime of a connect-session token.
     pub session_ttl: Duration,
+    /// Largest request body the raw proxy forwards (file uploads included).
+    pub proxy_max_body_bytes: u64,
+    /// Caller headers the proxy forwards besides Stripe's own
+    /// (`Stripe-Account`, `Stripe-Context`, `Stripe-Version`, `Idempotency-Key`), lower case.
+    pub proxy_forward_headers: Vec<String>,
     /// Signs and verifies connect-session tokens (a random key unless set).
     pub session_signer: Arc<SessionSigner>,
     /// The time API-key verification reads (key expiry, cache lifetimes);
@@ -62,6 +67,8 @@ impl Default for ApiConfig {
             max_api_keys_per_tenant: 100,
             oauth_state_ttl: Duration::from_secs(600),
             session_ttl: Duration::from_secs(1800),
+            proxy_max_body_bytes: 32 * 1024 * 1024,
+            proxy_forward_headers: Vec::new(),
             session_signer: Arc::new(random_session_signer()),
             clock: Arc::new(SystemClock),
             audit_log: AuditLogSettings::default(),

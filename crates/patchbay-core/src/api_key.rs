@@ -154,6 +154,9 @@ pub struct ApiKey {
     pub scopes: Scopes,
     /// The token's last characters, for recognising it (`pbk_…x9Qa`).
     pub hint: String,
+    /// The one connection a bound key may call through the proxy's root
+    /// paths (`/v1/*`, `/v2/*`); a bound key may call nothing else.
+    pub connection_id: Option<crate::ConnectionId>,
     /// After this instant the key is refused.
     pub expires_at: Option<Timestamp>,
     /// When revoked; a revoked key is refused.

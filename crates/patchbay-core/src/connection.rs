@@ -270,7 +270,11 @@ mod tests {
         ] {
             assert_eq!(ConnectionStatus::parse(s.as_str()), Some(s));
         }
-        for m in [AuthMethod::SecretKey, AuthMethod::RestrictedKey, AuthMethod::Oauth] {
+        for m in [
+            AuthMethod::SecretKey,
+            AuthMethod::RestrictedKey,
+            AuthMethod::Oauth,
+        ] {
             assert_eq!(AuthMethod::parse(m.as_str()), Some(m));
         }
     }

@@ -25,9 +25,10 @@ for_each_engine! {
             audit: &AuditEvent,
         ) -> StoreResult<()> {
             let mut tx = self.begin().await?;
-            sqlx::query(
-                "INSERT INTO api_keys (id, tenant_id, name, scopes, hint, hash, expires_at, revoked_at, last_used_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            let inserted = sqlx::query(
+                "INSERT INTO api_keys (id, tenant_id, name, scopes, hint, hash, expires_at, revoked_at, last_used_at, created_at, connection_id) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+                 WHERE $11 IS NULL OR EXISTS (SELECT 1 FROM connections WHERE tenant_id = $2 AND id = $11)",
             )
             .bind(key.id.uuid())
             .bind(key.tenant_id.uuid())
@@ -39,9 +40,15 @@ for_each_engine! {
             .bind(db_time(key.revoked_at))
             .bind(db_time(key.last_used_at))
             .bind(DbTime(key.created_at))
+            .bind(key.connection_id.map(|c| c.uuid()))
             .execute(&mut *tx)
             .await
-            .map_err(map)?;
+            .map_err(map)?
+            .rows_affected();
+            if inserted == 0 {
+                // Bound to a connection this tenant does not have.
+                return Err(patchbay_core::StoreError::Conflict { field: "connection_id" });
+            }
             Engine::insert_audit(&mut tx, audit).await?;
             tx.commit().await.map_err(map)
         }

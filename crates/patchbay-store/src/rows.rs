@@ -87,8 +87,8 @@ impl From<MasterKeyCheckRow> for MasterKeyCheck {
     }
 }
 
-pub(crate) const API_KEY_COLUMNS: &str =
-    "id, tenant_id, name, scopes, hint, expires_at, revoked_at, last_used_at, created_at";
+pub(crate) const API_KEY_COLUMNS: &str = "id, tenant_id, name, scopes, hint, connection_id, \
+     expires_at, revoked_at, last_used_at, created_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ApiKeyRow {
@@ -97,6 +97,7 @@ pub(crate) struct ApiKeyRow {
     name: Option<String>,
     scopes: String,
     hint: String,
+    connection_id: Option<Uuid>,
     expires_at: Option<DbTime>,
     revoked_at: Option<DbTime>,
     last_used_at: Option<DbTime>,
@@ -112,6 +113,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             name: r.name,
             scopes: Scopes::parse_stored(&r.scopes).map_err(|_| corrupt("scopes", &r.scopes))?,
             hint: r.hint,
+            connection_id: r.connection_id.map(Id::from_uuid),
             expires_at: r.expires_at.map(|t| t.0),
             revoked_at: r.revoked_at.map(|t| t.0),
             last_used_at: r.last_used_at.map(|t| t.0),
@@ -121,7 +123,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
 }
 
 /// The credential lookup joins the tenant for its status.
-pub(crate) const API_KEY_CREDENTIAL_SELECT: &str = "SELECT k.id, k.tenant_id, k.name, k.scopes, k.hint, k.expires_at, k.revoked_at, \
+pub(crate) const API_KEY_CREDENTIAL_SELECT: &str = "SELECT k.id, k.tenant_id, k.name, k.scopes, k.hint, k.connection_id, k.expires_at, k.revoked_at, \
      k.last_used_at, k.created_at, k.hash, t.status AS tenant_status \
      FROM api_keys k JOIN tenants t ON t.id = k.tenant_id";
 
@@ -310,7 +312,8 @@ impl TryFrom<PlatformRow> for StripePlatform {
             key_hint: r.key_hint,
             platform_account_id: r.platform_account_id,
             redirect_uris: r.redirect_uris.0,
-            scope: GrantScope::parse(&r.scope).ok_or_else(|| corrupt("platform scope", &r.scope))?,
+            scope: GrantScope::parse(&r.scope)
+                .ok_or_else(|| corrupt("platform scope", &r.scope))?,
             created_at: r.created_at.0,
             updated_at: r.updated_at.0,
         })

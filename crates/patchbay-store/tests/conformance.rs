@@ -429,6 +429,7 @@ mod support {
             name: Some("k".into()),
             scopes: Scopes::new(scopes.to_vec()).unwrap(),
             hint: "pbk_0123…".into(),
+            connection_id: None,
             expires_at: None,
             revoked_at: None,
             last_used_at: None,

@@ -62,6 +62,9 @@ pub struct StripeClient {
 #[derive(Debug)]
 struct Inner {
     http: reqwest::Client,
+    /// For the proxy: no whole-request timeout (a long body streams), a
+    /// per-read idle timeout instead.
+    streaming: reqwest::Client,
     config: ClientConfig,
     limiter: RateLimiter,
 }
@@ -91,9 +94,23 @@ impl StripeClient {
                     "HTTP client setup failed: {e}"
                 )))
             })?;
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                StripeError::InvalidRequest(Redacted::ours(format!(
+                    "HTTP client setup failed: {e}"
+                )))
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
+                streaming,
                 limiter: RateLimiter::new(config.limits),
                 config,
             }),
@@ -103,6 +120,14 @@ impl StripeClient {
     /// The settings in use.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn streaming_http(&self) -> &reqwest::Client {
+        &self.inner.streaming
+    }
+
+    pub(crate) fn limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
     }
 
     /// The process's one HTTP client (for calls outside the API's conventions,
@@ -314,7 +339,7 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
 
 /// What failed, without the URL: messages reach tenants, and the upstream's
 /// address (PATCHBAY_STRIPE_API_BASE) is the operator's business.
-fn describe(e: reqwest::Error) -> String {
+pub(crate) fn describe(e: reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -13,6 +13,7 @@ use axum::Json;
 use axum::routing::get;
 use patchbay_api::{ApiConfig, AppState};
 use patchbay_core::audit::{Actor, AuditEvent};
+use patchbay_core::connect::{ConnectionSecret, SecretRole};
 use patchbay_core::connection::{
     AccountDetails, AuthMethod, Connection, ConnectionStatus, Provider,
 };
@@ -198,14 +199,16 @@ async fn main() {
                     last_error: None,
                     previous_key_hint: None,
                     previous_key_expires_at: None,
+                    grant: None,
                     created_at: at,
                     updated_at: at,
                 };
                 let new = NewConnection {
                     connection,
                     data_key_id: record.id,
-                    secret: sealed,
+                    secrets: vec![ConnectionSecret::new(SecretRole::ApiKey, sealed)],
                     jobs: Vec::new(),
+                    session: None,
                 };
                 let audit = AuditEvent::new(
                     Some(tenant_id),

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use patchbay_core::audit::{Actor, AuditEvent};
+use patchbay_core::connect::{ConnectionSecret, SecretRole};
 use patchbay_core::connection::{
     AccountDetails, AuthMethod, Connection, ConnectionStatus, Provider,
 };
@@ -84,14 +85,16 @@ async fn seed(
                 last_error: None,
                 previous_key_hint: None,
                 previous_key_expires_at: None,
+                grant: None,
                 created_at: at,
                 updated_at: at,
             };
             let new = NewConnection {
                 connection,
                 data_key_id: record.id,
-                secret: sealed,
+                secrets: vec![ConnectionSecret::new(SecretRole::ApiKey, sealed)],
                 jobs: Vec::new(),
+                session: None,
             };
             let audit = AuditEvent::new(
                 Some(tenant_id),
@@ -175,7 +178,7 @@ async fn main() {
                                         record: &id,
                                         field: "api_key",
                                     },
-                                    &s.secret,
+                                    s.secret(SecretRole::ApiKey)?,
                                 )
                                 .ok()
                             })

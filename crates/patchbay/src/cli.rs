@@ -40,6 +40,8 @@ CONFIGURATION
   PATCHBAY_JOB_BACKOFF             first retry delay of a failed job, doubling [10s]
   PATCHBAY_KEY_CACHE_TTL           how long a verified API key is trusted (0 disables) [10s]
   PATCHBAY_MAX_BODY_BYTES          largest request body [1048576]
+  PATCHBAY_PROXY_MAX_BODY_BYTES    largest body the raw proxy forwards, uploads included [33554432]
+  PATCHBAY_PROXY_FORWARD_HEADERS   extra caller headers the proxy forwards, comma-separated []
   PATCHBAY_REQUEST_TIMEOUT         longest a request may run [120s]
   PATCHBAY_DB_MAX_CONNECTIONS      PostgreSQL pool size; SQLite: at most 2 x cores readers [16]
   PATCHBAY_SHUTDOWN_GRACE          time in-flight requests get at shutdown [30s]

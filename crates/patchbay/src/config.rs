@@ -84,6 +84,11 @@ pub struct Settings {
     /// Largest request body.
     #[serde(deserialize_with = "number")]
     pub max_body_bytes: usize,
+    /// Largest body the raw proxy forwards.
+    #[serde(deserialize_with = "number")]
+    pub proxy_max_body_bytes: u64,
+    /// Extra caller headers the proxy forwards, comma-separated.
+    pub proxy_forward_headers: String,
     /// Longest request.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub request_timeout: Duration,
@@ -131,6 +136,8 @@ struct Defaults {
     job_backoff: &'static str,
     key_cache_ttl: &'static str,
     max_body_bytes: usize,
+    proxy_max_body_bytes: u64,
+    proxy_forward_headers: &'static str,
     request_timeout: &'static str,
     db_max_connections: u32,
     shutdown_grace: &'static str,
@@ -161,6 +168,8 @@ const DEFAULTS: Defaults = Defaults {
     job_backoff: "10s",
     key_cache_ttl: "10s",
     max_body_bytes: 1024 * 1024,
+    proxy_max_body_bytes: 32 * 1024 * 1024,
+    proxy_forward_headers: "",
     request_timeout: "120s",
     db_max_connections: 16,
     shutdown_grace: "30s",
@@ -323,7 +332,52 @@ impl Settings {
                 "PATCHBAY_MAX_BODY_BYTES must be at least 1024".into(),
             ));
         }
+        if self.proxy_max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_PROXY_MAX_BODY_BYTES must be at least 1024".into(),
+            ));
+        }
+        self.proxy_forward_header_names()?;
         Ok(())
+    }
+
+    /// The extra headers the proxy forwards: valid names, lower case, never
+    /// a credential or hop-by-hop header.
+    pub fn proxy_forward_header_names(&self) -> Result<Vec<String>, ConfigError> {
+        const NEVER: [&str; 12] = [
+            "authorization",
+            "x-api-key",
+            "cookie",
+            "proxy-authorization",
+            "host",
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "te",
+            "upgrade",
+            "content-length",
+            "patchbay-retry",
+        ];
+        let mut names = Vec::new();
+        for name in self
+            .proxy_forward_headers
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            let lower = name.to_ascii_lowercase();
+            let valid = !lower.is_empty()
+                && lower
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !valid || NEVER.contains(&lower.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "PATCHBAY_PROXY_FORWARD_HEADERS: '{name}' cannot be forwarded (credentials and hop-by-hop headers never are)"
+                )));
+            }
+            names.push(lower);
+        }
+        Ok(names)
     }
 }
 

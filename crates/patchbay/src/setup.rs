@@ -13,9 +13,7 @@ use patchbay_core::Store;
 use patchbay_store::{PoolSettings, is_postgres_url};
 use patchbay_stripe::{ClientConfig, RetryPolicy, StripeClient};
 use patchbay_vault::api_token::generate_admin_token;
-use patchbay_vault::{
-    Keyring, SessionSigner, generate_master_key, verify_keyring_against_store,
-};
+use patchbay_vault::{Keyring, SessionSigner, generate_master_key, verify_keyring_against_store};
 use secrecy::{ExposeSecret, SecretString};
 use tracing::{info, warn};
 
@@ -283,6 +281,9 @@ pub fn api_config(settings: &Settings) -> ApiConfig {
         max_connections_per_tenant: settings.max_connections_per_tenant,
         max_api_keys_per_tenant: settings.max_api_keys_per_tenant,
         oauth_state_ttl: settings.oauth_state_ttl,
+        proxy_max_body_bytes: settings.proxy_max_body_bytes,
+        // Checked when the settings were loaded.
+        proxy_forward_headers: settings.proxy_forward_header_names().unwrap_or_default(),
         session_ttl: settings.session_ttl,
         ..ApiConfig::default()
     }

@@ -180,6 +180,7 @@ impl KeyVerifier {
             tenant_id: credential.key.tenant_id,
             key_id,
             scopes: credential.key.scopes.clone(),
+            connection_id: credential.key.connection_id,
         };
         if !self.ttl.is_zero() {
             let mut cache = self.cache.write();

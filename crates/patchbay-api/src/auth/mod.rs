@@ -39,6 +39,8 @@ pub struct TenantPrincipal {
     pub key_id: ApiKeyId,
     /// What it may do.
     pub scopes: Scopes,
+    /// The one connection a bound key may call through the proxy's root paths.
+    pub connection_id: Option<patchbay_core::ConnectionId>,
 }
 
 impl TenantPrincipal {
@@ -93,6 +95,8 @@ pub enum Surface {
     Management,
     /// The browser routes: tenant keys and connect sessions.
     Browser,
+    /// The raw proxy: tenant keys, including keys bound to one connection.
+    Proxy,
 }
 
 /// Whether a presented bearer is a connect-session token (a JWT) rather than
@@ -111,6 +115,14 @@ pub async fn resolve_caller(
     if request.method() == Method::OPTIONS {
         return next.run(request).await;
     }
+    // No credential at all: the route decides (a handler that needs a caller
+    // answers 401; an unsupported method still answers 405).
+    if !request.headers().contains_key("x-api-key")
+        && !request.headers().contains_key(AUTHORIZATION)
+    {
+        request.extensions_mut().insert(Anonymous);
+        return next.run(request).await;
+    }
     match caller(&state, surface, request.headers()).await {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
@@ -120,7 +132,11 @@ pub async fn resolve_caller(
     }
 }
 
-async fn caller(state: &AppState, surface: Surface, headers: &HeaderMap) -> Result<Caller, ApiError> {
+async fn caller(
+    state: &AppState,
+    surface: Surface,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
     let token = presented(headers)?;
     let token = token.expose_secret();
     if is_session_token(token) {
@@ -133,7 +149,11 @@ async fn caller(state: &AppState, surface: Surface, headers: &HeaderMap) -> Resu
         let session = connect_sessions::verify(state, token).await?;
         if let Some(origin) = headers.get(ORIGIN) {
             let origin = origin.to_str().unwrap_or_default();
-            let allowed = state.store.allowed_origins(session.tenant_id).await.map_err(crate::services::error::ServiceError::from)?;
+            let allowed = state
+                .store
+                .allowed_origins(session.tenant_id)
+                .await
+                .map_err(crate::services::error::ServiceError::from)?;
             if !allowed.iter().any(|o| o == origin) {
                 return Err(ApiError::forbidden(
                     "origin_not_allowed",
@@ -146,15 +166,21 @@ async fn caller(state: &AppState, surface: Surface, headers: &HeaderMap) -> Resu
     if state.is_admin_token(token) {
         return match surface {
             Surface::Management => Ok(Caller::Admin),
-            Surface::Browser => Err(tenant_key_required()),
+            Surface::Browser | Surface::Proxy => Err(tenant_key_required()),
         };
     }
-    state
-        .keys
-        .verify(token)
-        .await
-        .map(Caller::Tenant)
-        .map_err(ApiError::from)
+    let tenant = state.keys.verify(token).await.map_err(ApiError::from)?;
+    if let Some(bound) = tenant.connection_id
+        && surface != Surface::Proxy
+    {
+        return Err(ApiError::forbidden(
+            "api_key_bound",
+            format!(
+                "This key is bound to connection {bound}: it may call only Stripe's paths at the server's root (/v1/…, /v2/…), like a Stripe key."
+            ),
+        ));
+    }
+    Ok(Caller::Tenant(tenant))
 }
 
 fn tenant_key_required() -> ApiError {
@@ -164,13 +190,26 @@ fn tenant_key_required() -> ApiError {
     )
 }
 
+/// Marks a request the layer saw without any credential.
+#[derive(Debug, Clone, Copy)]
+struct Anonymous;
+
 /// The caller the layer resolved; a route outside the layers has none (a bug).
 fn resolved(parts: &Parts) -> Result<Caller, ApiError> {
-    parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-        ApiError::from(crate::services::error::ServiceError::internal(
+    if let Some(caller) = parts.extensions.get::<Caller>() {
+        return Ok(caller.clone());
+    }
+    if parts.extensions.get::<Anonymous>().is_some() {
+        return Err(ApiError::unauthenticated(
+            "api_key_missing",
+            "No API key provided. Send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'.",
+        ));
+    }
+    Err(ApiError::from(
+        crate::services::error::ServiceError::internal(
             &"a route that needs a caller is outside the caller layer",
-        ))
-    })
+        ),
+    ))
 }
 
 impl FromRequestParts<AppState> for Caller {

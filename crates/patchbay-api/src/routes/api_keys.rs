@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use patchbay_core::api_key::{ApiKey, KeyState, Scope};
 use patchbay_core::time::now;
-use patchbay_core::{ApiKeyId, TenantId};
+use patchbay_core::{ApiKeyId, ConnectionId, TenantId};
 use patchbay_vault::ApiToken;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,8 @@ pub struct ApiKeyObject {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Last successful use (recorded to within a few seconds).
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The connection a bound key is limited to (it calls only `/v1/*` and `/v2/*`, the proxy's root paths).
+    pub connection_id: Option<ConnectionId>,
     /// When created.
     pub created_at: DateTime<Utc>,
 }
@@ -75,6 +77,7 @@ impl ApiKeyObject {
             expires_at: key.expires_at,
             revoked_at: key.revoked_at,
             last_used_at: key.last_used_at,
+            connection_id: key.connection_id,
             created_at: key.created_at,
         }
     }
@@ -93,6 +96,10 @@ pub struct CreateApiKey {
     /// When the key stops working: RFC 3339, in the future, at most 10 years
     /// ahead. Any offset is accepted; it is returned in UTC (`Z`).
     pub expires_at: Option<DateTime<Utc>>,
+    /// Bind the key to one connection: it then works exactly like a Stripe key
+    /// for that connection at `/v1/*` and `/v2/*` (for SDKs that fix their base
+    /// path), and nowhere else. Scopes must be `["proxy"]`.
+    pub connection_id: Option<ConnectionId>,
 }
 
 /// The tenant's key limit.
@@ -131,6 +138,7 @@ async fn create(
         name: body.name,
         scopes: body.scopes,
         expires_at: body.expires_at,
+        connection_id: body.connection_id,
     };
     let (key, token) = api_keys::create(state, ctx, tenant, input).await?;
     Ok((

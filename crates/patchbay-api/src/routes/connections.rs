@@ -28,8 +28,8 @@ use crate::services::connections::{
 };
 use crate::services::error::ServiceError;
 use crate::services::oauth::{self, Disconnect};
-use patchbay_core::connect::GrantScope;
 use crate::state::AppState;
+use patchbay_core::connect::GrantScope;
 
 /// A Stripe connection. The key itself is never shown: only `key_hint`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -280,14 +280,22 @@ pub async fn create_connection(
         }
         Caller::Session(session) => {
             session.require(Allowed::ApiKey)?;
-            if body.external_id.as_ref().is_some_and(|e| *e != session.external_id) {
+            if body
+                .external_id
+                .as_ref()
+                .is_some_and(|e| *e != session.external_id)
+            {
                 return Err(ServiceError::forbidden(
                     "session_scope_mismatch",
                     "This connect session is for another external_id.",
                 )
                 .into());
             }
-            (session.tenant_id, Some(session.external_id.clone()), Some(session.spend()))
+            (
+                session.tenant_id,
+                Some(session.external_id.clone()),
+                Some(session.spend()),
+            )
         }
         Caller::Admin => {
             return Err(ServiceError::forbidden(
@@ -401,6 +409,8 @@ pub async fn update_connection(
 /// What a delete answers: done, or (a Connect grant Stripe has not yet
 /// released) accepted and retried in the background.
 #[derive(Debug, utoipa::IntoResponses)]
+// Built once per request and turned into a response at once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum DeleteResponse {
     /// Deleted (and, for a Connect grant, deauthorized at Stripe).
     #[response(status = 200)]
@@ -441,7 +451,7 @@ pub async fn delete_connection(
             object: "connection",
             deleted: true,
         })),
-        Disconnect::Pending(c) => Ok(DeleteResponse::Revoking(c.into())),
+        Disconnect::Pending(c) => Ok(DeleteResponse::Revoking((*c).into())),
     }
 }
 
@@ -466,7 +476,8 @@ pub async fn refresh_connection(
 ) -> Result<axum::Json<ConnectionObject>, ApiError> {
     tenant.require(Scope::ConnectionsWrite)?;
     let id = parse_id(&id, "id")?;
-    let refreshed = oauth::refresh(&state, &audit(&tenant, &request_id), tenant.tenant_id, id).await?;
+    let refreshed =
+        oauth::refresh(&state, &audit(&tenant, &request_id), tenant.tenant_id, id).await?;
     Ok(axum::Json(refreshed.into()))
 }
 

@@ -15,6 +15,7 @@ mod connections;
 mod health;
 mod integrations;
 mod oauth;
+mod proxy;
 mod settings;
 mod tenants;
 
@@ -45,11 +46,13 @@ use crate::state::AppState;
         description = "Stripe connections for integration platforms: an encrypted vault of tenants' Stripe keys, proven by a test call.\n\nAuthenticate with a tenant API key (or the platform admin token) as `x-api-key: <key>` or `Authorization: Bearer <key>`. Errors share one envelope: `{\"error\":{\"type\",\"code\",\"message\",\"param\",\"request_id\"}}`. Lists are keyset-paginated with `limit`, `starting_after` and `ending_before`, newest first.",
         license(name = "Apache-2.0")
     ),
+    paths(proxy::proxy_connection),
     modifiers(&Security),
     tags(
         (name = "tenants", description = "Platform admin: tenants."),
         (name = "api-keys", description = "Tenant API keys; the secret is shown once."),
         (name = "connections", description = "Stripe connections: by secret or restricted key, or by Stripe Connect OAuth."),
+        (name = "proxy", description = "The raw proxy: any Stripe endpoint through a connection, Stripe's answer verbatim; also at /v1/* and /v2/* for a key bound to one connection."),
         (name = "oauth", description = "Stripe Connect OAuth: the tenant's platform, the authorize URL, Stripe's callback, and connect sessions for browsers."),
         (name = "audit", description = "Who did what, when."),
         (name = "admin", description = "Platform admin: master-key status."),
@@ -136,6 +139,22 @@ fn browser() -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::auth_url))
 }
 
+/// The raw proxy: tenant keys (bound ones too); Stripe's bodies untouched,
+/// its own body limit, streamed both ways.
+fn proxy_routes() -> OpenApiRouter<AppState> {
+    use axum::routing::any;
+    // Documented through `ApiDoc` (a wildcard path cannot go through `routes!`).
+    OpenApiRouter::new()
+        .route(
+            "/api/v1/connections/{id}/proxy/{*path}",
+            any(proxy::proxy_connection),
+        )
+        .route("/v1/{*path}", any(proxy::proxy_root))
+        .route("/v2/{*path}", any(proxy::proxy_root))
+}
+
+pub use proxy::is_passthrough;
+
 /// Public callbacks: their own parameters authenticate them.
 fn public() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(oauth::callback))
@@ -145,6 +164,7 @@ fn documented() -> OpenApiRouter<AppState> {
     operations()
         .merge(management())
         .merge(browser())
+        .merge(proxy_routes())
         .merge(public())
 }
 
@@ -167,7 +187,11 @@ fn browser_cors(state: AppState) -> CorsLayer {
                         Some(Caller::Session(_)) => true,
                         Some(_) => false,
                         None if preflight => match origin.to_str() {
-                            Ok(origin) => state.store.system_origin_allowed(origin).await.unwrap_or(false),
+                            Ok(origin) => state
+                                .store
+                                .system_origin_allowed(origin)
+                                .await
+                                .unwrap_or(false),
                             Err(_) => false,
                         },
                         None => false,
@@ -176,7 +200,11 @@ fn browser_cors(state: AppState) -> CorsLayer {
             },
         ))
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([AUTHORIZATION, CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .allow_headers([
+            AUTHORIZATION,
+            CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
         .max_age(Duration::from_secs(600))
 }
 
@@ -196,9 +224,13 @@ pub fn app(state: AppState) -> Router {
     let (mut browser, _) = browser().split_for_parts();
     for path in BROWSER_PATHS {
         // The preflight's own endpoint; the CORS layer answers it.
-        browser = browser.route(path, MethodRouter::new().options(|| async { StatusCode::NO_CONTENT }));
+        browser = browser.route(
+            path,
+            MethodRouter::new().options(|| async { StatusCode::NO_CONTENT }),
+        );
     }
     let (public, _) = public().split_for_parts();
+    let (proxy, _) = proxy_routes().split_for_parts();
     let max_body = state.config.max_body_bytes;
     let timeout = state.config.request_timeout;
     operations
@@ -208,6 +240,7 @@ pub fn app(state: AppState) -> Router {
                 .route_layer(browser_cors(state.clone()))
                 .route_layer(caller(Surface::Browser)),
         )
+        .merge(proxy.route_layer(caller(Surface::Proxy)))
         .merge(public)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(fallback)

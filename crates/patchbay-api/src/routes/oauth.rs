@@ -51,7 +51,9 @@ pub struct AuthUrlObject {
     #[schema(example = "oauth_authorize_url")]
     pub object: &'static str,
     /// Send the end user's browser here.
-    #[schema(example = "https://connect.stripe.com/oauth/authorize?response_type=code&client_id=ca_…&scope=read_write&state=…&redirect_uri=…")]
+    #[schema(
+        example = "https://connect.stripe.com/oauth/authorize?response_type=code&client_id=ca_…&scope=read_write&state=…&redirect_uri=…"
+    )]
     pub url: String,
     /// The single-use state in the URL (256 random bits; only its hash is stored).
     pub state: String,
@@ -64,7 +66,11 @@ fn parse_auth_url_query(query: Option<&str>) -> Result<AuthUrlInput, ApiError> {
     let mut seen = std::collections::HashSet::new();
     for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if !seen.insert(name.to_string()) {
-            return Err(ApiError::bad_request("parameter_duplicated", format!("The query parameter {name} appears more than once.")).with_param(name.to_string()));
+            return Err(ApiError::bad_request(
+                "parameter_duplicated",
+                format!("The query parameter {name} appears more than once."),
+            )
+            .with_param(name.to_string()));
         }
         let value = value.into_owned();
         match name.as_ref() {
@@ -79,16 +85,28 @@ fn parse_auth_url_query(query: Option<&str>) -> Result<AuthUrlInput, ApiError> {
                     "true" => true,
                     "false" => false,
                     _ => {
-                        return Err(ApiError::bad_request("parameter_invalid", "always_prompt must be true or false.").with_param("always_prompt"));
+                        return Err(ApiError::bad_request(
+                            "parameter_invalid",
+                            "always_prompt must be true or false.",
+                        )
+                        .with_param("always_prompt"));
                     }
                 }
             }
-            other => match other.strip_prefix("stripe_user[").and_then(|f| f.strip_suffix(']')) {
-                Some(field) if !field.is_empty() => input.stripe_user.push((field.to_owned(), value)),
+            other => match other
+                .strip_prefix("stripe_user[")
+                .and_then(|f| f.strip_suffix(']'))
+            {
+                Some(field) if !field.is_empty() => {
+                    input.stripe_user.push((field.to_owned(), value))
+                }
                 _ => {
                     return Err(ApiError::bad_request(
                         "parameter_unknown",
-                        format!("Received unknown query parameter: {}.", other.chars().take(100).collect::<String>()),
+                        format!(
+                            "Received unknown query parameter: {}.",
+                            other.chars().take(100).collect::<String>()
+                        ),
                     )
                     .with_param(other.chars().take(100).collect::<String>()));
                 }
@@ -135,7 +153,11 @@ pub async fn auth_url(
             )
         }
         Caller::Admin => {
-            return Err(ServiceError::forbidden("tenant_key_required", "Start OAuth with the tenant's API key or a connect session.").into());
+            return Err(ServiceError::forbidden(
+                "tenant_key_required",
+                "Start OAuth with the tenant's API key or a connect session.",
+            )
+            .into());
         }
     };
     let url = oauth::auth_url(&state, tenant, input, binding).await?;
@@ -215,23 +237,40 @@ pub async fn callback(
     match (outcome.result, outcome.return_to) {
         (Ok(done), Some(return_to)) => {
             let id = done.connection.id.to_string();
-            let mut pairs = vec![("connection_id", id.as_str()), ("status", done.connection.status.as_str())];
+            let mut pairs = vec![
+                ("connection_id", id.as_str()),
+                ("status", done.connection.status.as_str()),
+            ];
             if let Some(ext) = done.connection.external_id.as_deref() {
                 pairs.push(("external_id", ext));
             }
-            let location = with_query(&return_to, &pairs).ok_or_else(|| ApiError::from(ServiceError::internal(&"a stored return_to no longer parses")))?;
+            let location = with_query(&return_to, &pairs).ok_or_else(|| {
+                ApiError::from(ServiceError::internal(
+                    &"a stored return_to no longer parses",
+                ))
+            })?;
             Ok(see_other(location))
         }
         (Ok(done), None) => {
-            let status = if done.created { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if done.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok((status, axum::Json(ConnectionObject::from(done.connection))).into_response())
         }
         (Err(e), Some(return_to)) => {
-            let location = with_query(&return_to, &[("error", &e.code), ("error_description", &e.message)])
-                .ok_or_else(|| ApiError::from(ServiceError::internal(&"a stored return_to no longer parses")))?;
+            let location = with_query(
+                &return_to,
+                &[("error", &e.code), ("error_description", &e.message)],
+            )
+            .ok_or_else(|| {
+                ApiError::from(ServiceError::internal(
+                    &"a stored return_to no longer parses",
+                ))
+            })?;
             Ok(see_other(location))
         }
         (Err(e), None) => Err(e.into()),
     }
 }
-

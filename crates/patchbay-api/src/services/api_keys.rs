@@ -21,6 +21,8 @@ pub struct NewKey {
     pub scopes: Vec<Scope>,
     /// Expiry.
     pub expires_at: Option<Timestamp>,
+    /// Bind the key to one connection (proxy root paths only; scopes must be `proxy`).
+    pub connection_id: Option<patchbay_core::ConnectionId>,
 }
 
 /// Mints a key for an existing tenant; returns the record and the token (shown once).
@@ -35,6 +37,14 @@ pub async fn create(
         .as_deref()
         .map(|n| validate_name(n, "name"))
         .transpose()?;
+    let bound = input.connection_id.is_some();
+    if bound && input.scopes.iter().any(|s| *s != Scope::Proxy) {
+        return Err(ServiceError::unprocessable(
+            "parameter_invalid",
+            "A key bound to a connection calls only the proxy: its scopes must be [\"proxy\"].",
+        )
+        .with_param("scopes"));
+    }
     let scopes = Scopes::new(input.scopes)?;
     let at = now();
     let expires_at = input
@@ -54,6 +64,7 @@ pub async fn create(
         name,
         scopes,
         hint: token.hint(),
+        connection_id: input.connection_id,
         expires_at,
         revoked_at: None,
         last_used_at: None,
@@ -63,9 +74,21 @@ pub async fn create(
         tenant,
         "api_key.created",
         id,
-        json!({"scopes": key.scopes.as_slice(), "expires_at": key.expires_at, "name": key.name}),
+        json!({"scopes": key.scopes.as_slice(), "expires_at": key.expires_at, "name": key.name, "connection_id": key.connection_id}),
     );
-    state.store.create_api_key(&key, &hash, &event).await?;
+    state
+        .store
+        .create_api_key(&key, &hash, &event)
+        .await
+        .map_err(|e| match (e, key.connection_id) {
+            (
+                patchbay_core::StoreError::Conflict {
+                    field: "connection_id",
+                },
+                Some(c),
+            ) => ServiceError::not_found("connection", &c.to_string()).with_param("connection_id"),
+            (e, _) => e.into(),
+        })?;
     Ok((key, token))
 }
 

@@ -27,7 +27,9 @@ pub const MIN_TTL: Duration = Duration::from_secs(60);
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What a session lets the browser do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Allowed {
     /// `GET /api/v1/connections/stripe/auth-url`.
@@ -210,7 +212,8 @@ pub async fn verify(state: &AppState, token: &str) -> Result<SessionPrincipal, S
             ),
             _ => invalid_token("This connect-session token is not valid."),
         })?;
-    let session_id = parse_session_id(&claims.jti).ok_or_else(|| invalid_token("This connect-session token is not valid."))?;
+    let session_id = parse_session_id(&claims.jti)
+        .ok_or_else(|| invalid_token("This connect-session token is not valid."))?;
     let tenant: TenantId = claims
         .tid
         .parse()
@@ -223,7 +226,11 @@ pub async fn verify(state: &AppState, token: &str) -> Result<SessionPrincipal, S
         .ok_or_else(|| invalid_token("This connect-session token is not valid."))?;
     match state.store.get_tenant(tenant).await? {
         Some(t) if t.status == TenantStatus::Active => {}
-        _ => return Err(invalid_token("This connect session's tenant is disabled or gone.")),
+        _ => {
+            return Err(invalid_token(
+                "This connect session's tenant is disabled or gone.",
+            ));
+        }
     }
     if state.store.connect_session_used(tenant, session_id).await? {
         return Err(super::connections::session_used());

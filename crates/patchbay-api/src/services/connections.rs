@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use patchbay_core::connect::{ConnectionSecret, SecretRole, SessionUse};
 use patchbay_core::connection::{
     AccountDetails, AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ConnectionStatus,
     Provider, validate_external_id,
 };
-use patchbay_core::connect::{ConnectionSecret, SecretRole, SessionUse};
 use patchbay_core::metadata::MetadataPatch;
 use patchbay_core::store::{NewConnection, SecretRotation, Updated};
 use patchbay_core::tenant::validate_name;
@@ -22,8 +22,8 @@ use patchbay_stripe::{
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-pub use super::credentials::{Credential, OpenedConnection, open};
 use super::credentials::secret_context;
+pub use super::credentials::{Credential, OpenedConnection, open};
 use super::error::ServiceError;
 use super::quotas;
 use super::test_call::{self, Budget, Verdict};
@@ -528,9 +528,10 @@ pub async fn rotate(
 
     let at = now();
     let id_text = id.to_string();
-    let secret = opened
-        .data_key
-        .seal(secret_context(tenant, &id_text, SecretRole::ApiKey), new_key.secret())?;
+    let secret = opened.data_key.seal(
+        secret_context(tenant, &id_text, SecretRole::ApiKey),
+        new_key.secret(),
+    )?;
     let previous = keep_previous_for_seconds
         .map(|secs| -> Result<_, ServiceError> {
             let sealed = opened.data_key.seal(

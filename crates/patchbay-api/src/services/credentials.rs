@@ -36,7 +36,11 @@ pub(crate) fn platform_context(tenant: TenantId, livemode: bool) -> SecretContex
 }
 
 /// Where a connection's secret of `role` is sealed.
-pub(crate) fn secret_context(tenant: TenantId, record: &str, role: SecretRole) -> SecretContext<'_> {
+pub(crate) fn secret_context(
+    tenant: TenantId,
+    record: &str,
+    role: SecretRole,
+) -> SecretContext<'_> {
     SecretContext {
         tenant,
         record,
@@ -59,13 +63,20 @@ pub async fn open_platform(
     tenant: TenantId,
     livemode: bool,
 ) -> Result<Option<OpenedPlatform>, ServiceError> {
-    let Some(found) = state.store.get_stripe_platform_secret(tenant, livemode).await? else {
+    let Some(found) = state
+        .store
+        .get_stripe_platform_secret(tenant, livemode)
+        .await?
+    else {
         return Ok(None);
     };
     let data_key = state.keyring.open_data_key(&found.data_key)?;
     let text = data_key.open(platform_context(tenant, livemode), &found.secret)?;
     let key = StripeKey::parse(text).map_err(|e| {
-        ServiceError::internal(&format_args!("stored platform key no longer parses: {}", e.code))
+        ServiceError::internal(&format_args!(
+            "stored platform key no longer parses: {}",
+            e.code
+        ))
     })?;
     Ok(Some(OpenedPlatform {
         platform: found.platform,
@@ -151,7 +162,10 @@ pub async fn open(
     let record = id.to_string();
     let conn = &secrets.connection;
     let missing = |role: SecretRole| {
-        ServiceError::internal(&format_args!("connection {id} has no sealed {}", role.as_str()))
+        ServiceError::internal(&format_args!(
+            "connection {id} has no sealed {}",
+            role.as_str()
+        ))
     };
     let credential = match conn.auth_method {
         AuthMethod::SecretKey | AuthMethod::RestrictedKey => {

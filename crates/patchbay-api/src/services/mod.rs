@@ -12,6 +12,7 @@ pub mod error;
 pub mod jobs;
 pub mod oauth;
 pub mod platforms;
+pub mod proxy;
 mod quotas;
 pub mod settings;
 pub mod tenants;

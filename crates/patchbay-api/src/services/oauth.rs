@@ -16,8 +16,10 @@ use patchbay_core::connection::{
 use patchbay_core::job::{NewJob, kinds};
 use patchbay_core::store::{GrantUpdate, NewConnection, RefreshLease};
 use patchbay_core::time::{add_millis, add_seconds, now};
-use patchbay_core::{ConnectionId, Metadata, Timestamp, TenantId};
-use patchbay_stripe::oauth::{AuthorizeParams, Grant as StripeGrant, OAuthError, OAuthScope, STRIPE_USER_FIELDS};
+use patchbay_core::{ConnectionId, Metadata, TenantId, Timestamp};
+use patchbay_stripe::oauth::{
+    AuthorizeParams, Grant as StripeGrant, OAuthError, OAuthScope, STRIPE_USER_FIELDS,
+};
 use patchbay_stripe::{RateKey, hint};
 use patchbay_vault::key_hash::secret_digest;
 use secrecy::ExposeSecret;
@@ -26,7 +28,9 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::connections::store_error;
-use super::credentials::{Credential, OpenedPlatform, open, open_platform, platform_missing, secret_context};
+use super::credentials::{
+    Credential, OpenedPlatform, open, open_platform, platform_missing, secret_context,
+};
 use super::error::{ErrorKind, ServiceError};
 use super::platforms::{check_url, mode, parse_mode, parse_scope};
 use super::quotas;
@@ -143,7 +147,10 @@ pub async fn auth_url(
             ));
         }
         None => platform.redirect_uris.first().cloned().ok_or_else(|| {
-            invalid("redirect_uri", "The platform has no redirect URI registered.")
+            invalid(
+                "redirect_uri",
+                "The platform has no redirect URI registered.",
+            )
         })?,
     };
     let scope = input
@@ -155,38 +162,63 @@ pub async fn auth_url(
     if let Some(landing) = input.stripe_landing.as_deref()
         && !matches!(landing, "login" | "register")
     {
-        return Err(invalid("stripe_landing", "stripe_landing must be login or register."));
+        return Err(invalid(
+            "stripe_landing",
+            "stripe_landing must be login or register.",
+        ));
     }
     for (field, value) in &input.stripe_user {
         let param = format!("stripe_user[{field}]");
         if !STRIPE_USER_FIELDS.contains(&field.as_str()) {
             return Err(invalid(
                 &param,
-                format!("Stripe's authorize page does not take {param}; it takes stripe_user[{}].", STRIPE_USER_FIELDS.join("], stripe_user[")),
+                format!(
+                    "Stripe's authorize page does not take {param}; it takes stripe_user[{}].",
+                    STRIPE_USER_FIELDS.join("], stripe_user[")
+                ),
             ));
         }
         if value.chars().count() > 500 || value.chars().any(char::is_control) {
-            return Err(invalid(&param, format!("{param} must be at most 500 characters, without control characters.")));
+            return Err(invalid(
+                &param,
+                format!("{param} must be at most 500 characters, without control characters."),
+            ));
         }
     }
     let (external_id, return_to, session_use) = match session {
         Some(binding) => {
-            if input.external_id.as_ref().is_some_and(|e| *e != binding.external_id) {
+            if input
+                .external_id
+                .as_ref()
+                .is_some_and(|e| *e != binding.external_id)
+            {
                 return Err(ServiceError::forbidden(
                     "session_scope_mismatch",
                     "This connect session is for another external_id.",
                 ));
             }
-            if input.return_to.as_ref().is_some_and(|r| Some(r) != binding.return_to.as_ref()) {
+            if input
+                .return_to
+                .as_ref()
+                .is_some_and(|r| Some(r) != binding.return_to.as_ref())
+            {
                 return Err(invalid(
                     "return_to",
                     "The connect session fixes return_to; leave it out.",
                 ));
             }
-            (Some(binding.external_id), binding.return_to, Some(binding.session))
+            (
+                Some(binding.external_id),
+                binding.return_to,
+                Some(binding.session),
+            )
         }
         None => {
-            let external_id = input.external_id.as_deref().map(validate_external_id).transpose()?;
+            let external_id = input
+                .external_id
+                .as_deref()
+                .map(validate_external_id)
+                .transpose()?;
             if let Some(r) = &input.return_to {
                 check_url(r, "return_to")?;
             }
@@ -281,8 +313,15 @@ fn state_invalid() -> ServiceError {
 
 /// The callback's work. `Err` only for a state that authenticates nothing
 /// (unknown, used, expired): then nobody is told where to go.
-pub async fn callback(state: &AppState, input: CallbackInput) -> Result<CallbackOutcome, ServiceError> {
-    let value = input.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 200).ok_or_else(state_invalid)?;
+pub async fn callback(
+    state: &AppState,
+    input: CallbackInput,
+) -> Result<CallbackOutcome, ServiceError> {
+    let value = input
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 200)
+        .ok_or_else(state_invalid)?;
     let flow = state
         .store
         .take_oauth_state(&secret_digest(value), now())
@@ -292,7 +331,9 @@ pub async fn callback(state: &AppState, input: CallbackInput) -> Result<Callback
     let result = complete(state, &flow, input).await;
     let ctx = callback_context(&flow);
     match &result {
-        Ok(done) => info!(tenant = %flow.tenant_id, connection = %done.connection.id, created = done.created, "Connect grant stored"),
+        Ok(done) => {
+            info!(tenant = %flow.tenant_id, connection = %done.connection.id, created = done.created, "Connect grant stored")
+        }
         Err(e) => {
             let event = ctx.event(
                 flow.tenant_id,
@@ -310,9 +351,9 @@ pub async fn callback(state: &AppState, input: CallbackInput) -> Result<Callback
 
 fn callback_context(flow: &OAuthState) -> AuditContext {
     AuditContext {
-        actor: flow
-            .session
-            .map_or(Actor::OAuthCallback, |s| Actor::ConnectSession(s.session_id)),
+        actor: flow.session.map_or(Actor::OAuthCallback, |s| {
+            Actor::ConnectSession(s.session_id)
+        }),
         request_id: None,
         client_request_id: None,
     }
@@ -324,7 +365,11 @@ fn clip(text: &str) -> String {
     patchbay_stripe::redact(&clipped, None).into_string()
 }
 
-async fn complete(state: &AppState, flow: &OAuthState, input: CallbackInput) -> Result<Connected, ServiceError> {
+async fn complete(
+    state: &AppState,
+    flow: &OAuthState,
+    input: CallbackInput,
+) -> Result<Connected, ServiceError> {
     if let Some(error) = input.error.as_deref() {
         let description = input.error_description.as_deref().map(clip);
         return Err(if error == "access_denied" {
@@ -348,7 +393,13 @@ async fn complete(state: &AppState, flow: &OAuthState, input: CallbackInput) -> 
         .code
         .as_deref()
         .filter(|c| !c.is_empty() && c.len() <= 255)
-        .ok_or_else(|| ServiceError::bad_request("parameter_missing", "The callback carries no authorization code.").with_param("code"))?;
+        .ok_or_else(|| {
+            ServiceError::bad_request(
+                "parameter_missing",
+                "The callback carries no authorization code.",
+            )
+            .with_param("code")
+        })?;
     let platform = open_platform(state, flow.tenant_id, flow.livemode)
         .await?
         .ok_or_else(|| platform_missing(flow.livemode))?;
@@ -357,7 +408,11 @@ async fn complete(state: &AppState, flow: &OAuthState, input: CallbackInput) -> 
         deauthorize_later(state, flow.tenant_id, &platform, &grant.stripe_user_id).await;
         return Err(ServiceError::unprocessable(
             "mode_mismatch",
-            format!("Stripe granted a {}-mode connection to a {}-mode flow.", mode(grant.livemode), mode(flow.livemode)),
+            format!(
+                "Stripe granted a {}-mode connection to a {}-mode flow.",
+                mode(grant.livemode),
+                mode(flow.livemode)
+            ),
         ));
     }
     match store_grant(state, flow, &platform, grant).await {
@@ -373,13 +428,15 @@ async fn complete(state: &AppState, flow: &OAuthState, input: CallbackInput) -> 
 /// Maps an OAuth failure to what callers are told.
 fn oauth_error(e: OAuthError, during: &str) -> ServiceError {
     match e {
-        OAuthError::Refused { code, description } if code == "invalid_grant" => ServiceError::bad_request(
-            "invalid_grant",
-            format!(
-                "Stripe refused the {during}: the authorization code or refresh token was already used, expired, or was issued to another platform{}. Start the connection again.",
-                description.map(|d| format!(" ({d})")).unwrap_or_default()
-            ),
-        ),
+        OAuthError::Refused { code, description } if code == "invalid_grant" => {
+            ServiceError::bad_request(
+                "invalid_grant",
+                format!(
+                    "Stripe refused the {during}: the authorization code or refresh token was already used, expired, or was issued to another platform{}. Start the connection again.",
+                    description.map(|d| format!(" ({d})")).unwrap_or_default()
+                ),
+            )
+        }
         OAuthError::Refused { code, description } => ServiceError::new(
             ErrorKind::InvalidRequest,
             "oauth_refused",
@@ -391,7 +448,9 @@ fn oauth_error(e: OAuthError, during: &str) -> ServiceError {
         OAuthError::Unavailable(why) => ServiceError::new(
             ErrorKind::UpstreamFailed,
             "stripe_unavailable",
-            format!("Stripe's Connect service could not complete the {during}: {why}. Try again shortly."),
+            format!(
+                "Stripe's Connect service could not complete the {during}: {why}. Try again shortly."
+            ),
         ),
     }
 }
@@ -403,18 +462,28 @@ type OAuthCall<'a, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, OAuthErr
 /// Runs an OAuth call within the interactive deadline.
 async fn within_deadline<T>(state: &AppState, call: OAuthCall<'_, T>) -> Result<T, OAuthError> {
     let deadline = state.stripe.config().interactive_deadline;
-    tokio::time::timeout(deadline, call).await.unwrap_or_else(|_| {
-        Err(OAuthError::Unavailable(format!(
-            "no answer within {} ms",
-            deadline.as_millis()
-        )))
-    })
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(OAuthError::Unavailable(format!(
+                "no answer within {} ms",
+                deadline.as_millis()
+            )))
+        })
 }
 
-async fn exchange(state: &AppState, platform: &OpenedPlatform, code: &str) -> Result<StripeGrant, ServiceError> {
+async fn exchange(
+    state: &AppState,
+    platform: &OpenedPlatform,
+    code: &str,
+) -> Result<StripeGrant, ServiceError> {
     within_deadline(
         state,
-        Box::pin(state.stripe.exchange_code(platform.key.secret(), &platform.platform.client_id, code)),
+        Box::pin(state.stripe.exchange_code(
+            platform.key.secret(),
+            &platform.platform.client_id,
+            code,
+        )),
     )
     .await
     .map_err(|e| oauth_error(e, "authorization code exchange"))
@@ -440,7 +509,10 @@ async fn store_grant(
         &platform.key,
         Some(&account),
         None,
-        Some(RateKey { key: &rate, livemode: flow.livemode }),
+        Some(RateKey {
+            key: &rate,
+            livemode: flow.livemode,
+        }),
         Budget::Interactive,
     )
     .await;
@@ -454,8 +526,15 @@ async fn store_grant(
         .tenant_data_key(tenant)
         .await
         .map_err(|e| fail(e.into()))?
-        .ok_or_else(|| fail(ServiceError::internal(&format_args!("tenant {tenant} has no data key"))))?;
-    let data_key = state.keyring.open_data_key(&data_key_record).map_err(|e| fail(e.into()))?;
+        .ok_or_else(|| {
+            fail(ServiceError::internal(&format_args!(
+                "tenant {tenant} has no data key"
+            )))
+        })?;
+    let data_key = state
+        .keyring
+        .open_data_key(&data_key_record)
+        .map_err(|e| fail(e.into()))?;
     let ctx = callback_context(flow);
 
     let existing = match &flow.external_id {
@@ -472,7 +551,11 @@ async fn store_grant(
             && existing.account.stripe_account_id.as_deref() == Some(account.as_str());
         if !same {
             return Err(fail(ServiceError::conflict(
-                if existing.auth_method == AuthMethod::Oauth { "account_mismatch" } else { "external_id_taken" },
+                if existing.auth_method == AuthMethod::Oauth {
+                    "account_mismatch"
+                } else {
+                    "external_id_taken"
+                },
                 format!(
                     "external_id '{}' already names a connection to another Stripe account or by API key; delete it first or use another external_id.",
                     existing.external_id.as_deref().unwrap_or_default()
@@ -492,25 +575,52 @@ async fn store_grant(
             lease_token: None,
             session: flow.session,
         };
-        let event = ctx.event(tenant, "connection.relinked", existing.id, json!({
-            "stripe_account_id": account, "scope": scope, "livemode": flow.livemode,
-        }));
+        let event = ctx.event(
+            tenant,
+            "connection.relinked",
+            existing.id,
+            json!({
+                "stripe_account_id": account, "scope": scope, "livemode": flow.livemode,
+            }),
+        );
         let connection = state
             .store
             .apply_grant(tenant, existing.id, &update, &event)
             .await
             .map_err(|e| fail(store_error(e, flow.external_id.as_deref())))?
-            .ok_or_else(|| fail(ServiceError::conflict("connection_changed", "The connection changed during the callback; start again.")))?;
-        return Ok(Connected { connection, created: false });
+            .ok_or_else(|| {
+                fail(ServiceError::conflict(
+                    "connection_changed",
+                    "The connection changed during the callback; start again.",
+                ))
+            })?;
+        return Ok(Connected {
+            connection,
+            created: false,
+        });
     }
 
-    quotas::check_connections(state, tenant).await.map_err(fail)?;
+    quotas::check_connections(state, tenant)
+        .await
+        .map_err(fail)?;
     let id = ConnectionId::new();
     let record = id.to_string();
     let secrets = seal_grant(&data_key, tenant, &record, &grant).map_err(fail)?;
     let (status, details, missing, validated_at, last_error) = match validation {
-        Some(v) => (v.status, v.account.unwrap_or_default(), v.missing_permissions, Some(v.validated_at), v.last_error),
-        None => (ConnectionStatus::Pending, AccountDetails::default(), Vec::new(), None, None),
+        Some(v) => (
+            v.status,
+            v.account.unwrap_or_default(),
+            v.missing_permissions,
+            Some(v.validated_at),
+            v.last_error,
+        ),
+        None => (
+            ConnectionStatus::Pending,
+            AccountDetails::default(),
+            Vec::new(),
+            None,
+            None,
+        ),
     };
     let connection = Connection {
         id,
@@ -553,13 +663,18 @@ async fn store_grant(
         jobs: vec![jobs::revalidation(tenant, id, next)],
         session: flow.session,
     };
-    let event = ctx.event(tenant, "connection.created", id, json!({
-        "auth_method": "oauth",
-        "stripe_account_id": account,
-        "scope": scope,
-        "livemode": flow.livemode,
-        "status": new.connection.status,
-    }));
+    let event = ctx.event(
+        tenant,
+        "connection.created",
+        id,
+        json!({
+            "auth_method": "oauth",
+            "stripe_account_id": account,
+            "scope": scope,
+            "livemode": flow.livemode,
+            "status": new.connection.status,
+        }),
+    );
     state
         .store
         .create_connection(&new, &event)
@@ -568,7 +683,10 @@ async fn store_grant(
     if next <= at {
         state.job_wakeup.wake();
     }
-    Ok(Connected { connection: new.connection, created: true })
+    Ok(Connected {
+        connection: new.connection,
+        created: true,
+    })
 }
 
 fn seal_grant(
@@ -579,12 +697,18 @@ fn seal_grant(
 ) -> Result<Vec<ConnectionSecret>, ServiceError> {
     let mut secrets = vec![ConnectionSecret::new(
         SecretRole::AccessToken,
-        data_key.seal(secret_context(tenant, record, SecretRole::AccessToken), &grant.access_token)?,
+        data_key.seal(
+            secret_context(tenant, record, SecretRole::AccessToken),
+            &grant.access_token,
+        )?,
     )];
     if let Some(refresh) = &grant.refresh_token {
         secrets.push(ConnectionSecret::new(
             SecretRole::RefreshToken,
-            data_key.seal(secret_context(tenant, record, SecretRole::RefreshToken), refresh)?,
+            data_key.seal(
+                secret_context(tenant, record, SecretRole::RefreshToken),
+                refresh,
+            )?,
         ));
     }
     Ok(secrets)
@@ -592,7 +716,12 @@ fn seal_grant(
 
 /// A grant obtained but not kept: a durable job deauthorizes it, so the
 /// account does not stay connected to the platform for nothing.
-async fn deauthorize_later(state: &AppState, tenant: TenantId, platform: &OpenedPlatform, account: &str) {
+async fn deauthorize_later(
+    state: &AppState,
+    tenant: TenantId,
+    platform: &OpenedPlatform,
+    account: &str,
+) {
     let job = NewJob::new(kinds::CONNECT_DEAUTHORIZE, Uuid::new_v4(), now())
         .for_tenant(tenant)
         .with_payload(json!({
@@ -634,11 +763,19 @@ pub async fn refresh(
         let at = now();
         match state
             .store
-            .lease_grant_refresh(tenant, id, token, add_millis(at, REFRESH_LEASE.as_millis()), at)
+            .lease_grant_refresh(
+                tenant,
+                id,
+                token,
+                add_millis(at, REFRESH_LEASE.as_millis()),
+                at,
+            )
             .await?
         {
             RefreshLease::Acquired => break,
-            RefreshLease::NotFound => return Err(ServiceError::not_found("connection", &id.to_string())),
+            RefreshLease::NotFound => {
+                return Err(ServiceError::not_found("connection", &id.to_string()));
+            }
             RefreshLease::Held => {
                 waited = true;
                 if tokio::time::Instant::now() >= deadline {
@@ -653,10 +790,10 @@ pub async fn refresh(
         }
     }
     let result = refresh_leased(state, ctx, tenant, id, token, started, waited).await;
-    if result.is_err() {
-        if let Err(e) = state.store.release_grant_refresh(tenant, id, token).await {
-            warn!(error = %e, connection = %id, "could not release a refresh lease; it expires on its own");
-        }
+    if result.is_err()
+        && let Err(e) = state.store.release_grant_refresh(tenant, id, token).await
+    {
+        warn!(error = %e, connection = %id, "could not release a refresh lease; it expires on its own");
     }
     result
 }
@@ -673,12 +810,20 @@ async fn refresh_leased(
     // Read again under the lease: a refresh that finished meanwhile replaced the tokens.
     let opened = open(state, tenant, id).await?;
     let conn = &opened.connection;
-    if waited && conn.grant.as_ref().and_then(|g| g.refreshed_at).is_some_and(|r| r >= started) {
+    if waited
+        && conn
+            .grant
+            .as_ref()
+            .and_then(|g| g.refreshed_at)
+            .is_some_and(|r| r >= started)
+    {
         state.store.release_grant_refresh(tenant, id, token).await?;
         return Ok(opened.connection);
     }
     let Credential::ConnectGrant(grant) = &opened.credential else {
-        return Err(ServiceError::internal(&"a Connect connection opened as an API key"));
+        return Err(ServiceError::internal(
+            &"a Connect connection opened as an API key",
+        ));
     };
     let refresh_token = grant.refresh_token.as_ref().ok_or_else(|| {
         ServiceError::unprocessable(
@@ -686,10 +831,19 @@ async fn refresh_leased(
             "Stripe issued no refresh token for this grant; connect the account again to renew it.",
         )
     })?;
-    let client_id = conn.grant.as_ref().map_or(grant.platform.platform.client_id.as_str(), |g| g.client_id.as_str());
+    let client_id = conn
+        .grant
+        .as_ref()
+        .map_or(grant.platform.platform.client_id.as_str(), |g| {
+            g.client_id.as_str()
+        });
     let fresh = within_deadline(
         state,
-        Box::pin(state.stripe.refresh_grant(grant.platform.key.secret(), client_id, refresh_token)),
+        Box::pin(
+            state
+                .stripe
+                .refresh_grant(grant.platform.key.secret(), client_id, refresh_token),
+        ),
     )
     .await
     .map_err(|e| oauth_error(e, "token refresh"))?;
@@ -703,7 +857,11 @@ async fn refresh_leased(
     let record = id.to_string();
     let secrets = seal_grant(&opened.data_key, tenant, &record, &fresh)?;
     let at = now();
-    let scope = fresh.scope.map(grant_scope).or(conn.grant.as_ref().map(|g| g.scope)).unwrap_or(GrantScope::ReadWrite);
+    let scope = fresh
+        .scope
+        .map(grant_scope)
+        .or(conn.grant.as_ref().map(|g| g.scope))
+        .unwrap_or(GrantScope::ReadWrite);
     let update = GrantUpdate {
         data_key_id: opened.data_key_id,
         secrets,
@@ -715,9 +873,14 @@ async fn refresh_leased(
         lease_token: Some(token),
         session: None,
     };
-    let event = ctx.event(tenant, "connection.refreshed", id, json!({
-        "stripe_account_id": grant.account, "scope": scope,
-    }));
+    let event = ctx.event(
+        tenant,
+        "connection.refreshed",
+        id,
+        json!({
+            "stripe_account_id": grant.account, "scope": scope,
+        }),
+    );
     state
         .store
         .apply_grant(tenant, id, &update, &event)
@@ -734,7 +897,9 @@ async fn refresh_leased(
 pub(crate) fn revoking(id: ConnectionId) -> ServiceError {
     ServiceError::conflict(
         "connection_revoking",
-        format!("Connection {id} is being disconnected: Stripe has not yet confirmed the deauthorization, which is retried in the background."),
+        format!(
+            "Connection {id} is being disconnected: Stripe has not yet confirmed the deauthorization, which is retried in the background."
+        ),
     )
 }
 
@@ -744,7 +909,7 @@ pub enum Disconnect {
     /// Stripe confirmed; the connection and its tokens are gone.
     Deleted,
     /// Stripe could not confirm; the connection is `revoking` and a job retries.
-    Pending(Connection),
+    Pending(Box<Connection>),
 }
 
 /// Disconnects a Connect connection: deauthorize at Stripe, then destroy the
@@ -757,12 +922,28 @@ pub async fn disconnect(
     connection: &Connection,
 ) -> Result<Disconnect, ServiceError> {
     let id = connection.id;
-    let account = connection.account.stripe_account_id.clone().unwrap_or_default();
+    let account = connection
+        .account
+        .stripe_account_id
+        .clone()
+        .unwrap_or_default();
     let platform = open_platform(state, tenant, connection.livemode).await?;
     let failure = match &platform {
         Some(p) => {
-            let client_id = connection.grant.as_ref().map_or(p.platform.client_id.as_str(), |g| g.client_id.as_str());
-            match within_deadline(state, Box::pin(state.stripe.deauthorize(p.key.secret(), client_id, &account))).await {
+            let client_id = connection
+                .grant
+                .as_ref()
+                .map_or(p.platform.client_id.as_str(), |g| g.client_id.as_str());
+            match within_deadline(
+                state,
+                Box::pin(
+                    state
+                        .stripe
+                        .deauthorize(p.key.secret(), client_id, &account),
+                ),
+            )
+            .await
+            {
                 Ok(()) => None,
                 Err(e) => Some(oauth_error(e, "deauthorization")),
             }
@@ -771,9 +952,14 @@ pub async fn disconnect(
     };
     match failure {
         None => {
-            let event = ctx.event(tenant, "connection.deleted", id, json!({
-                "auth_method": "oauth", "stripe_account_id": account, "deauthorized": true,
-            }));
+            let event = ctx.event(
+                tenant,
+                "connection.deleted",
+                id,
+                json!({
+                    "auth_method": "oauth", "stripe_account_id": account, "deauthorized": true,
+                }),
+            );
             if state.store.delete_connection(tenant, id, &event).await? {
                 Ok(Disconnect::Deleted)
             } else {
@@ -783,45 +969,80 @@ pub async fn disconnect(
         Some(e) => {
             let error = LastError {
                 code: "deauthorization_pending".into(),
-                message: format!("Stripe has not confirmed the deauthorization yet ({}: {}); it is retried in the background.", e.code, e.message),
+                message: format!(
+                    "Stripe has not confirmed the deauthorization yet ({}: {}); it is retried in the background.",
+                    e.code, e.message
+                ),
                 stripe_request_id: None,
             };
-            let job = NewJob::new(kinds::CONNECT_DEAUTHORIZE, id.uuid(), add_millis(now(), state.config.jobs.backoff_base.as_millis()))
-                .for_tenant(tenant)
-                .with_payload(json!({"connection_id": id.to_string()}))
-                .max_attempts(DEAUTHORIZE_ATTEMPTS);
-            let event = ctx.event(tenant, "connection.revoking", id, json!({
-                "stripe_account_id": account, "reason": e.code,
-            }));
+            let job = NewJob::new(
+                kinds::CONNECT_DEAUTHORIZE,
+                id.uuid(),
+                add_millis(now(), state.config.jobs.backoff_base.as_millis()),
+            )
+            .for_tenant(tenant)
+            .with_payload(json!({"connection_id": id.to_string()}))
+            .max_attempts(DEAUTHORIZE_ATTEMPTS);
+            let event = ctx.event(
+                tenant,
+                "connection.revoking",
+                id,
+                json!({
+                    "stripe_account_id": account, "reason": e.code,
+                }),
+            );
             let updated = state
                 .store
                 .mark_connection_revoking(tenant, id, &error, &job, &event)
                 .await?
                 .ok_or_else(|| ServiceError::not_found("connection", &id.to_string()))?;
-            Ok(Disconnect::Pending(updated))
+            Ok(Disconnect::Pending(Box::new(updated)))
         }
     }
 }
 
 /// The deauthorization job: a `revoking` connection (subject) or an unused
 /// grant (payload with `stripe_user_id`). Done once Stripe confirms.
-pub async fn run_deauthorize_job(state: &AppState, tenant: TenantId, subject: Uuid, payload: &serde_json::Value) -> Result<(), String> {
+pub async fn run_deauthorize_job(
+    state: &AppState,
+    tenant: TenantId,
+    subject: Uuid,
+    payload: &serde_json::Value,
+) -> Result<(), String> {
     let text = |key: &str| payload.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     let (livemode, client_id, account, connection) = if let Some(account) = text("stripe_user_id") {
-        let livemode = payload.get("livemode").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let livemode = payload
+            .get("livemode")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
         (livemode, text("client_id"), account, None)
     } else {
         let id = ConnectionId::from_uuid(subject);
-        let Some(conn) = state.store.get_connection(tenant, id).await.map_err(|e| e.to_string())? else {
+        let Some(conn) = state
+            .store
+            .get_connection(tenant, id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(());
         };
         let account = conn.account.stripe_account_id.clone().unwrap_or_default();
-        (conn.livemode, conn.grant.as_ref().map(|g| g.client_id.clone()), account, Some(conn))
+        (
+            conn.livemode,
+            conn.grant.as_ref().map(|g| g.client_id.clone()),
+            account,
+            Some(conn),
+        )
     };
     let platform = open_platform(state, tenant, livemode)
         .await
         .map_err(|e| format!("{}: {}", e.code, e.message))?
-        .ok_or_else(|| format!("no {}-mode Connect platform to deauthorize with", mode(livemode)))?;
+        .ok_or_else(|| {
+            format!(
+                "no {}-mode Connect platform to deauthorize with",
+                mode(livemode)
+            )
+        })?;
     let client_id = client_id.unwrap_or_else(|| platform.platform.client_id.clone());
     state
         .stripe
@@ -837,7 +1058,11 @@ pub async fn run_deauthorize_job(state: &AppState, tenant: TenantId, subject: Uu
             json!({"auth_method": "oauth", "stripe_account_id": account, "deauthorized": true}),
             None,
         );
-        state.store.delete_connection(tenant, conn.id, &event).await.map_err(|e| e.to_string())?;
+        state
+            .store
+            .delete_connection(tenant, conn.id, &event)
+            .await
+            .map_err(|e| e.to_string())?;
         info!(connection = %conn.id, "deauthorized at Stripe and deleted");
     } else {
         info!(%account, "deauthorized an unused grant");

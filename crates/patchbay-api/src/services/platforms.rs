@@ -2,12 +2,12 @@
 //! secret key (proven with a test call, sealed) and the redirect URIs it
 //! registered with Stripe. One per mode; both may be configured.
 
+use patchbay_core::StoreError;
 use patchbay_core::TenantId;
 use patchbay_core::connect::{GrantScope, PlatformDeletion, StripePlatform};
 use patchbay_core::time::now;
 use patchbay_stripe::oauth::is_client_id;
 use patchbay_stripe::{KeyKind, StripeKey};
-use patchbay_core::StoreError;
 use secrecy::SecretString;
 use serde_json::json;
 use url::Url;
@@ -56,7 +56,8 @@ pub(crate) fn check_url(value: &str, param: &str) -> Result<Url, ServiceError> {
     if value.chars().count() > MAX_URL_CHARS {
         return Err(bad(&format!("must be at most {MAX_URL_CHARS} characters.")));
     }
-    let url = Url::parse(value).map_err(|_| bad("must be an absolute URL such as https://app.example.com/callback."))?;
+    let url = Url::parse(value)
+        .map_err(|_| bad("must be an absolute URL such as https://app.example.com/callback."))?;
     let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     match url.scheme() {
         "https" => {}
@@ -127,9 +128,10 @@ pub async fn put(
             return Err(answer);
         }
     };
-    let data_key_record = state.store.tenant_data_key(tenant).await?.ok_or_else(|| {
-        ServiceError::internal(&format_args!("tenant {tenant} has no data key"))
-    })?;
+    let data_key_record =
+        state.store.tenant_data_key(tenant).await?.ok_or_else(|| {
+            ServiceError::internal(&format_args!("tenant {tenant} has no data key"))
+        })?;
     let data_key = state.keyring.open_data_key(&data_key_record)?;
     let sealed = data_key.seal(platform_context(tenant, key.livemode()), key.secret())?;
     let at = now();

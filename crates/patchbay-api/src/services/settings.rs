@@ -46,7 +46,10 @@ pub fn normalize_origin(value: &str, param: &str) -> Result<String, ServiceError
 }
 
 /// The tenant's allowed origins.
-pub async fn allowed_origins(state: &AppState, tenant: TenantId) -> Result<Vec<String>, ServiceError> {
+pub async fn allowed_origins(
+    state: &AppState,
+    tenant: TenantId,
+) -> Result<Vec<String>, ServiceError> {
     Ok(state.store.allowed_origins(tenant).await?)
 }
 
@@ -77,7 +80,11 @@ pub async fn set_allowed_origins(
         tenant,
         json!({"allowed_origins": normalized}),
     );
-    if !state.store.set_allowed_origins(tenant, &normalized, &event).await? {
+    if !state
+        .store
+        .set_allowed_origins(tenant, &normalized, &event)
+        .await?
+    {
         return Err(ServiceError::not_found("tenant", &tenant.to_string()));
     }
     Ok(normalized)
@@ -91,7 +98,10 @@ mod tests {
     fn origins_are_normalized_or_refused() {
         let ok = |v: &str| normalize_origin(v, "o").unwrap();
         assert_eq!(ok("https://App.Example.com"), "https://app.example.com");
-        assert_eq!(ok("https://app.example.com:8443"), "https://app.example.com:8443");
+        assert_eq!(
+            ok("https://app.example.com:8443"),
+            "https://app.example.com:8443"
+        );
         assert_eq!(ok("http://localhost:3000"), "http://localhost:3000");
         for bad in [
             "http://app.example.com",

@@ -133,6 +133,7 @@ async fn insert_legacy_key(app: &TestApp, tenant: TenantId) -> (ApiToken, String
         name: Some("legacy".into()),
         scopes: Scopes::new(vec![Scope::Admin]).unwrap(),
         hint: token.hint(),
+        connection_id: None,
         expires_at: None,
         revoked_at: None,
         last_used_at: None,

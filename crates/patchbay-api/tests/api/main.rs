@@ -11,6 +11,7 @@ mod key_hashes;
 mod oauth;
 mod openapi;
 mod postgres;
+mod proxy;
 mod quotas;
 mod redaction;
 mod rotation_account;

@@ -81,15 +81,23 @@ fn state_of(url: &str) -> String {
 
 async fn auth_url(app: &TestApp, token: &str, query: &str) -> Value {
     let reply = app
-        .get(&format!("/api/v1/connections/stripe/auth-url{query}"), token)
+        .get(
+            &format!("/api/v1/connections/stripe/auth-url{query}"),
+            token,
+        )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     reply.body
 }
 
 async fn callback(app: &TestApp, query: &str) -> crate::support::Reply {
-    app.call(Method::GET, &format!("/api/v1/oauth/stripe/callback?{query}"), None, None)
-        .await
+    app.call(
+        Method::GET,
+        &format!("/api/v1/oauth/stripe/callback?{query}"),
+        None,
+        None,
+    )
+    .await
 }
 
 async fn connection_count(app: &TestApp, token: &str) -> usize {
@@ -138,7 +146,12 @@ async fn whole_flow(app: &TestApp) {
     assert!(got.body["live"].is_null());
     assert!(!got.text.contains(SK), "the platform key is never shown");
 
-    let url = auth_url(app, &token, "?external_id=user-42&stripe_user[email]=a%40b.test").await;
+    let url = auth_url(
+        app,
+        &token,
+        "?external_id=user-42&stripe_user[email]=a%40b.test",
+    )
+    .await;
     let link = url::Url::parse(url["url"].as_str().unwrap()).unwrap();
     assert_eq!(link.path(), "/oauth/authorize");
     let q: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();
@@ -153,7 +166,11 @@ async fn whole_flow(app: &TestApp) {
     // Stripe sends the browser back with a code; Patchbay exchanges it.
     token_endpoint(app, "ac_good", token_response(ACCESS, REFRESH)).await;
     connected_account(app, account(CONNECTED)).await;
-    let reply = callback(app, &format!("code=ac_good&scope=read_write&state={}", q["state"])).await;
+    let reply = callback(
+        app,
+        &format!("code=ac_good&scope=read_write&state={}", q["state"]),
+    )
+    .await;
     assert_eq!(reply.status, 201, "{}", reply.text);
     assert_eq!(reply.body["auth_method"], "oauth");
     assert_eq!(reply.body["stripe_account_id"], CONNECTED);
@@ -167,7 +184,11 @@ async fn whole_flow(app: &TestApp) {
     // A call through the connection: the platform key with Stripe-Account
     // (the wiremock above matches only that pair).
     let validated = app
-        .post(&format!("/api/v1/connections/{id}/validate"), &token, json!({}))
+        .post(
+            &format!("/api/v1/connections/{id}/validate"),
+            &token,
+            json!({}),
+        )
         .await;
     assert_eq!(validated.status, 200, "{}", validated.text);
     assert_eq!(validated.body["status"], "active");
@@ -183,7 +204,12 @@ async fn whole_flow(app: &TestApp) {
 async fn a_return_to_gets_the_browser_back_with_the_outcome() {
     let app = TestApp::new().await;
     let token = platform(&app).await;
-    let url = auth_url(&app, &token, "?external_id=u1&return_to=https%3A%2F%2Fapp.example.com%2Fdone%3Ftab%3D2").await;
+    let url = auth_url(
+        &app,
+        &token,
+        "?external_id=u1&return_to=https%3A%2F%2Fapp.example.com%2Fdone%3Ftab%3D2",
+    )
+    .await;
     token_endpoint(&app, "ac_good", token_response(ACCESS, REFRESH)).await;
     connected_account(&app, account(CONNECTED)).await;
     let state = state_of(url["url"].as_str().unwrap());
@@ -197,9 +223,18 @@ async fn a_return_to_gets_the_browser_back_with_the_outcome() {
     assert_eq!(q["status"], "active");
 
     // The end user declines: back with the error, nothing created.
-    let url = auth_url(&app, &token, "?external_id=u2&return_to=https%3A%2F%2Fapp.example.com%2Fdone").await;
+    let url = auth_url(
+        &app,
+        &token,
+        "?external_id=u2&return_to=https%3A%2F%2Fapp.example.com%2Fdone",
+    )
+    .await;
     let state = state_of(url["url"].as_str().unwrap());
-    let reply = callback(&app, &format!("error=access_denied&error_description=The+user+denied&state={state}")).await;
+    let reply = callback(
+        &app,
+        &format!("error=access_denied&error_description=The+user+denied&state={state}"),
+    )
+    .await;
     assert_eq!(reply.status, 303);
     let location = reply.headers["location"].to_str().unwrap().to_owned();
     assert!(location.contains("error=access_denied"), "{location}");
@@ -219,13 +254,31 @@ async fn refused_codes_and_bad_states_create_nothing() {
     )
     .await;
     let url = auth_url(&app, &token, "?external_id=u1").await;
-    let reply = callback(&app, &format!("code=ac_Jv4s8GQ0aF9XAbCdEfGhIjKlMnOpQr&state={}", state_of(url["url"].as_str().unwrap()))).await;
+    let reply = callback(
+        &app,
+        &format!(
+            "code=ac_Jv4s8GQ0aF9XAbCdEfGhIjKlMnOpQr&state={}",
+            state_of(url["url"].as_str().unwrap())
+        ),
+    )
+    .await;
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert_eq!(assert_envelope(&reply), "invalid_grant");
-    assert!(!reply.text.contains("ac_Jv4s8GQ0aF9XAbCdEfGhIjKlMnOpQr"), "codes are masked: {}", reply.text);
+    assert!(
+        !reply.text.contains("ac_Jv4s8GQ0aF9XAbCdEfGhIjKlMnOpQr"),
+        "codes are masked: {}",
+        reply.text
+    );
 
     let url = auth_url(&app, &token, "?external_id=u1").await;
-    let reply = callback(&app, &format!("error=access_denied&state={}", state_of(url["url"].as_str().unwrap()))).await;
+    let reply = callback(
+        &app,
+        &format!(
+            "error=access_denied&state={}",
+            state_of(url["url"].as_str().unwrap())
+        ),
+    )
+    .await;
     assert_eq!(reply.status, 400);
     assert_eq!(assert_envelope(&reply), "access_denied");
 
@@ -237,7 +290,11 @@ async fn refused_codes_and_bad_states_create_nothing() {
     }
     let url = auth_url(&app, &token, "").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let reply = callback(&app, &format!("code=ac_x&state={}", state_of(url["url"].as_str().unwrap()))).await;
+    let reply = callback(
+        &app,
+        &format!("code=ac_x&state={}", state_of(url["url"].as_str().unwrap())),
+    )
+    .await;
     assert_eq!(assert_envelope(&reply), "oauth_state_invalid");
 
     // Another tenant's state only ever acts for the tenant it was issued to.
@@ -245,7 +302,14 @@ async fn refused_codes_and_bad_states_create_nothing() {
     let url = auth_url(&app, &other, "?external_id=u9").await;
     token_endpoint(&app, "ac_good", token_response(ACCESS, REFRESH)).await;
     connected_account(&app, account(CONNECTED)).await;
-    let reply = callback(&app, &format!("code=ac_good&state={}", state_of(url["url"].as_str().unwrap()))).await;
+    let reply = callback(
+        &app,
+        &format!(
+            "code=ac_good&state={}",
+            state_of(url["url"].as_str().unwrap())
+        ),
+    )
+    .await;
     assert_eq!(reply.status, 201);
     assert_eq!(connection_count(&app, &token).await, 0);
     assert_eq!(connection_count(&app, &other).await, 1);
@@ -261,7 +325,10 @@ async fn auth_url_checks_its_parameters() {
 
     let token = platform(&app).await;
     for (query, param) in [
-        ("?redirect_uri=https%3A%2F%2Fevil.example%2Fcb", "redirect_uri"),
+        (
+            "?redirect_uri=https%3A%2F%2Fevil.example%2Fcb",
+            "redirect_uri",
+        ),
         ("?scope=everything", "scope"),
         ("?stripe_landing=elsewhere", "stripe_landing"),
         ("?stripe_user[password]=x", "stripe_user[password]"),
@@ -270,7 +337,10 @@ async fn auth_url_checks_its_parameters() {
         ("?mode=live", ""),
     ] {
         let reply = app
-            .get(&format!("/api/v1/connections/stripe/auth-url{query}"), &token)
+            .get(
+                &format!("/api/v1/connections/stripe/auth-url{query}"),
+                &token,
+            )
             .await;
         assert!(reply.status.is_client_error(), "{query}: {}", reply.text);
         assert_envelope(&reply);
@@ -290,7 +360,9 @@ async fn auth_url_checks_its_parameters() {
         .map(str::to_owned);
     if let Some(tenant) = tenant_key {
         let reader = app.key(&tenant, &["connections:read"]).await;
-        let reply = app.get("/api/v1/connections/stripe/auth-url", &reader).await;
+        let reply = app
+            .get("/api/v1/connections/stripe/auth-url", &reader)
+            .await;
         assert_eq!(reply.status, 403);
     }
 }
@@ -301,14 +373,34 @@ async fn the_platform_is_checked_and_protected_while_in_use() {
     let (_, token) = app.tenant(&["admin"]).await;
     account_for(&app, SK, account("acct_1Platform")).await;
     for (body, param) in [
-        (json!({"client_id": "ac_123", "secret_key": SK, "redirect_uris": [CALLBACK]}), "client_id"),
-        (json!({"client_id": CLIENT_ID, "secret_key": "rk_test_51HabcDEF0123456789xyzXYZ9999", "redirect_uris": [CALLBACK]}), "secret_key"),
-        (json!({"client_id": CLIENT_ID, "secret_key": "pk_test_51HabcDEF0123456789xyzXYZ9999", "redirect_uris": [CALLBACK]}), "secret_key"),
-        (json!({"client_id": CLIENT_ID, "secret_key": SK, "redirect_uris": []}), "redirect_uris"),
-        (json!({"client_id": CLIENT_ID, "secret_key": SK, "redirect_uris": ["http://evil.example/cb"]}), "redirect_uris[0]"),
-        (json!({"client_id": CLIENT_ID, "secret_key": SK, "redirect_uris": [CALLBACK], "scope": "all"}), "scope"),
+        (
+            json!({"client_id": "ac_123", "secret_key": SK, "redirect_uris": [CALLBACK]}),
+            "client_id",
+        ),
+        (
+            json!({"client_id": CLIENT_ID, "secret_key": "rk_test_51HabcDEF0123456789xyzXYZ9999", "redirect_uris": [CALLBACK]}),
+            "secret_key",
+        ),
+        (
+            json!({"client_id": CLIENT_ID, "secret_key": "pk_test_51HabcDEF0123456789xyzXYZ9999", "redirect_uris": [CALLBACK]}),
+            "secret_key",
+        ),
+        (
+            json!({"client_id": CLIENT_ID, "secret_key": SK, "redirect_uris": []}),
+            "redirect_uris",
+        ),
+        (
+            json!({"client_id": CLIENT_ID, "secret_key": SK, "redirect_uris": ["http://evil.example/cb"]}),
+            "redirect_uris[0]",
+        ),
+        (
+            json!({"client_id": CLIENT_ID, "secret_key": SK, "redirect_uris": [CALLBACK], "scope": "all"}),
+            "scope",
+        ),
     ] {
-        let reply = app.put("/api/v1/integrations/stripe", &token, body.clone()).await;
+        let reply = app
+            .put("/api/v1/integrations/stripe", &token, body.clone())
+            .await;
         assert_eq!(reply.status, 422, "{body}: {}", reply.text);
         assert_eq!(reply.body["error"]["param"], param, "{body}");
         assert!(!reply.text.contains(SK));
@@ -329,7 +421,9 @@ async fn the_platform_is_checked_and_protected_while_in_use() {
         .await;
     assert_eq!(moved.status, 409, "{}", moved.text);
     // force removes the platform and its connections.
-    let forced = app.delete("/api/v1/integrations/stripe?force=true", &token).await;
+    let forced = app
+        .delete("/api/v1/integrations/stripe?force=true", &token)
+        .await;
     assert_eq!(forced.status, 204, "{}", forced.text);
     let gone = app.get(&format!("/api/v1/connections/{id}"), &token).await;
     assert_eq!(gone.status, 404);
@@ -352,7 +446,11 @@ async fn a_deauthorized_account_becomes_revoked_with_the_reason() {
     )
     .await;
     let reply = app
-        .post(&format!("/api/v1/connections/{id}/validate"), &token, json!({}))
+        .post(
+            &format!("/api/v1/connections/{id}/validate"),
+            &token,
+            json!({}),
+        )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["status"], "revoked");
@@ -374,7 +472,13 @@ async fn refreshes(app: &TestApp) {
         .and(path("/oauth/token"))
         .and(body_string_contains("grant_type=refresh_token"))
         .and(body_string_contains(format!("refresh_token={REFRESH}")))
-        .respond_with(token_response("sk_test_51NewAccessTokenOfConnected0002", "rt_NewRefresh0002").set_delay(Duration::from_millis(300)))
+        .respond_with(
+            token_response(
+                "sk_test_51NewAccessTokenOfConnected0002",
+                "rt_NewRefresh0002",
+            )
+            .set_delay(Duration::from_millis(300)),
+        )
         .expect(1)
         .mount(&app.stripe)
         .await;
@@ -392,7 +496,10 @@ async fn refreshes(app: &TestApp) {
     Mock::given(method("POST"))
         .and(path_is("/oauth/token"))
         .and(body_string_contains("refresh_token=rt_NewRefresh0002"))
-        .respond_with(token_response("sk_test_51ThirdAccessTokenOfConnect0003", "rt_Third0003"))
+        .respond_with(token_response(
+            "sk_test_51ThirdAccessTokenOfConnect0003",
+            "rt_Third0003",
+        ))
         .expect(1)
         .mount(&app.stripe)
         .await;
@@ -401,12 +508,27 @@ async fn refreshes(app: &TestApp) {
     app.stripe.verify().await;
 
     // An API-key connection has nothing to refresh.
-    account_for(app, "sk_test_51HzyxWVU9876543210abcABC7777", account("acct_1Other")).await;
+    account_for(
+        app,
+        "sk_test_51HzyxWVU9876543210abcABC7777",
+        account("acct_1Other"),
+    )
+    .await;
     let key_conn = app
-        .post("/api/v1/connections", &token, json!({"provider": "stripe", "api_key": "sk_test_51HzyxWVU9876543210abcABC7777"}))
+        .post(
+            "/api/v1/connections",
+            &token,
+            json!({"provider": "stripe", "api_key": "sk_test_51HzyxWVU9876543210abcABC7777"}),
+        )
         .await
         .id();
-    let reply = app.post(&format!("/api/v1/connections/{key_conn}/refresh"), &token, json!({})).await;
+    let reply = app
+        .post(
+            &format!("/api/v1/connections/{key_conn}/refresh"),
+            &token,
+            json!({}),
+        )
+        .await;
     assert_eq!(reply.status, 422);
     assert_eq!(assert_envelope(&reply), "refresh_not_supported");
 }
@@ -432,7 +554,11 @@ async fn run_due_jobs(app: &TestApp) -> usize {
     let mut ran = 0;
     for claimed in claimed {
         if claimed.job.kind != patchbay_core::job::kinds::CONNECT_DEAUTHORIZE {
-            app.state.store.release_job(claimed.job.id, claimed.lease_token, now()).await.unwrap();
+            app.state
+                .store
+                .release_job(claimed.job.id, claimed.lease_token, now())
+                .await
+                .unwrap();
             continue;
         }
         let outcome = patchbay_api::services::jobs::dispatch(&app.state, &claimed.job).await;
@@ -459,13 +585,22 @@ async fn delete_deauthorizes_and_retries_until_stripe_confirms() {
         .and(header("authorization", format!("Bearer {SK}").as_str()))
         .and(body_string_contains(format!("client_id={CLIENT_ID}")))
         .and(body_string_contains(format!("stripe_user_id={CONNECTED}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"stripe_user_id": CONNECTED})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"stripe_user_id": CONNECTED})),
+        )
         .up_to_n_times(1)
         .mount(&app.stripe)
         .await;
-    let deleted = app.delete(&format!("/api/v1/connections/{id}"), &token).await;
+    let deleted = app
+        .delete(&format!("/api/v1/connections/{id}"), &token)
+        .await;
     assert_eq!(deleted.status, 200, "{}", deleted.text);
-    assert_eq!(app.get(&format!("/api/v1/connections/{id}"), &token).await.status, 404);
+    assert_eq!(
+        app.get(&format!("/api/v1/connections/{id}"), &token)
+            .await
+            .status,
+        404
+    );
 
     // Stripe down: the connection becomes revoking and a job retries.
     Mock::given(method("POST"))
@@ -474,10 +609,15 @@ async fn delete_deauthorizes_and_retries_until_stripe_confirms() {
         .up_to_n_times(1)
         .mount(&app.stripe)
         .await;
-    let pending = app.delete(&format!("/api/v1/connections/{id2}"), &token).await;
+    let pending = app
+        .delete(&format!("/api/v1/connections/{id2}"), &token)
+        .await;
     assert_eq!(pending.status, 202, "{}", pending.text);
     assert_eq!(pending.body["status"], "revoking");
-    assert_eq!(pending.body["last_error"]["code"], "deauthorization_pending");
+    assert_eq!(
+        pending.body["last_error"]["code"],
+        "deauthorization_pending"
+    );
     // Still down at the job's first run: retried, still there.
     Mock::given(method("POST"))
         .and(path("/oauth/deauthorize"))
@@ -486,22 +626,39 @@ async fn delete_deauthorizes_and_retries_until_stripe_confirms() {
         .mount(&app.stripe)
         .await;
     assert_eq!(run_due_jobs(&app).await, 1);
-    assert_eq!(app.get(&format!("/api/v1/connections/{id2}"), &token).await.body["status"], "revoking");
+    assert_eq!(
+        app.get(&format!("/api/v1/connections/{id2}"), &token)
+            .await
+            .body["status"],
+        "revoking"
+    );
     // Back up: the next run deauthorizes and deletes.
     Mock::given(method("POST"))
         .and(path("/oauth/deauthorize"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"stripe_user_id": CONNECTED})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"stripe_user_id": CONNECTED})),
+        )
         .mount(&app.stripe)
         .await;
     let mut ran = 0;
     for _ in 0..5 {
         ran += run_due_jobs(&app).await;
-        if app.get(&format!("/api/v1/connections/{id2}"), &token).await.status == 404 {
+        if app
+            .get(&format!("/api/v1/connections/{id2}"), &token)
+            .await
+            .status
+            == 404
+        {
             break;
         }
     }
     assert!(ran >= 1);
-    assert_eq!(app.get(&format!("/api/v1/connections/{id2}"), &token).await.status, 404);
+    assert_eq!(
+        app.get(&format!("/api/v1/connections/{id2}"), &token)
+            .await
+            .status,
+        404
+    );
 }
 
 /// A second connection to the same account under another external id.
@@ -520,8 +677,20 @@ async fn the_same_end_user_connecting_again_relinks_the_connection() {
     let token = platform(&app).await;
     let id = connect(&app, &token, "user-1").await;
     let url = auth_url(&app, &token, "?external_id=user-1").await;
-    token_endpoint(&app, "ac_again", token_response("sk_test_51RelinkedAccessTokenConnect0009", "rt_Relinked")).await;
-    let reply = callback(&app, &format!("code=ac_again&state={}", state_of(url["url"].as_str().unwrap()))).await;
+    token_endpoint(
+        &app,
+        "ac_again",
+        token_response("sk_test_51RelinkedAccessTokenConnect0009", "rt_Relinked"),
+    )
+    .await;
+    let reply = callback(
+        &app,
+        &format!(
+            "code=ac_again&state={}",
+            state_of(url["url"].as_str().unwrap())
+        ),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.id(), id);
     assert_eq!(reply.body["key_hint"], "sk_test_…0009");
