@@ -3392,3 +3392,37 @@ conformance! {
         assert_eq!(after_retry[0], late);
     }
 }
+
+conformance! {
+    async fn a_key_is_bound_only_to_a_connection_of_its_tenant_and_goes_with_it(b) {
+        let s = b.store.as_ref();
+        let (a, dk_a) = tenant(s, "a").await;
+        let (other, dk_other) = tenant(s, "b").await;
+        let conn = add_connection(s, a.id, &dk_a, None).await.unwrap();
+        let foreign = add_connection(s, other.id, &dk_other, None).await.unwrap();
+
+        let mut key = api_key(a.id, &[Scope::Proxy]);
+        key.connection_id = Some(conn.id);
+        s.create_api_key(&key, "sha256$x", &audit(Some(a.id), "api_key.created", "k"))
+            .await
+            .unwrap();
+        assert_eq!(s.get_api_key(a.id, key.id).await.unwrap().unwrap().connection_id, Some(conn.id));
+        let cred = s.find_api_key_credential(key.id).await.unwrap().unwrap();
+        assert_eq!(cred.key.connection_id, Some(conn.id));
+
+        // Another tenant's connection: refused, nothing written.
+        let mut stray = api_key(a.id, &[Scope::Proxy]);
+        stray.connection_id = Some(foreign.id);
+        let err = s
+            .create_api_key(&stray, "sha256$y", &audit(Some(a.id), "api_key.created", "k2"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { field: "connection_id" }), "{err:?}");
+        assert!(s.get_api_key(a.id, stray.id).await.unwrap().is_none());
+
+        // Deleting the connection deletes its bound keys (an unbound key would reach everything).
+        assert!(s.delete_connection(a.id, conn.id, &audit(Some(a.id), "connection.deleted", "c")).await.unwrap());
+        assert!(s.get_api_key(a.id, key.id).await.unwrap().is_none());
+        assert!(s.find_api_key_credential(key.id).await.unwrap().is_none());
+    }
+}

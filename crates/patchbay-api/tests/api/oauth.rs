@@ -17,12 +17,12 @@ use crate::support::{TestApp, assert_envelope};
 
 const CLIENT_ID: &str = "ca_FkyHCg7X8mlvCUdMDao4mMxagUfhIwXb";
 const CALLBACK: &str = "https://pb.example/api/v1/oauth/stripe/callback";
-const CONNECTED: &str = "acct_1Connected";
+pub(crate) const CONNECTED: &str = "acct_1Connected";
 const ACCESS: &str = "sk_test_51AccessTokenOfTheConnectedAcct0001";
 const REFRESH: &str = "rt_TheRefreshToken0001";
 
 /// A tenant with its test-mode platform configured; returns its key.
-async fn platform(app: &TestApp) -> String {
+pub(crate) async fn platform(app: &TestApp) -> String {
     let (_, token) = app.tenant(&["admin"]).await;
     account_for(app, SK, account("acct_1Platform")).await;
     let put = app
@@ -108,7 +108,7 @@ async fn connection_count(app: &TestApp, token: &str) -> usize {
 }
 
 /// Connects the account through the whole flow; returns the connection id.
-async fn connect(app: &TestApp, token: &str, external_id: &str) -> String {
+pub(crate) async fn connect(app: &TestApp, token: &str, external_id: &str) -> String {
     let url = auth_url(app, token, &format!("?external_id={external_id}")).await;
     let state = state_of(url["url"].as_str().unwrap());
     token_endpoint(app, "ac_good", token_response(ACCESS, REFRESH)).await;

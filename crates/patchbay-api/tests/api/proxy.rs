@@ -461,3 +461,48 @@ async fn connected_accounts_and_context_headers_pass_and_calls_are_audited() {
     assert_eq!(event["details"]["query_keys"], json!(["customer"]));
     assert!(!event.to_string().contains("cus_secretish"));
 }
+
+#[tokio::test]
+async fn a_connect_grant_calls_with_the_platform_key_on_its_account() {
+    let app = TestApp::new().await;
+    let token = crate::oauth::platform(&app).await;
+    let conn = crate::oauth::connect(&app, &token, "user-1").await;
+    let tenant = app.get("/api/v1/api-keys", &token).await.body["data"][0]["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = app.key(&tenant, &["proxy"]).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/customers"))
+        .and(header("authorization", format!("Bearer {SK}").as_str()))
+        .and(header("stripe-account", crate::oauth::CONNECTED))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": []})),
+        )
+        .mount(&app.stripe)
+        .await;
+    let uri = format!("/api/v1/connections/{conn}/proxy/v1/customers");
+    let reply = raw(
+        &app,
+        Method::GET,
+        &uri,
+        &[("x-api-key", &key)],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    // The grant's account is fixed: another one is refused, not sent.
+    let reply = raw(
+        &app,
+        Method::GET,
+        &uri,
+        &[
+            ("x-api-key", &key),
+            ("stripe-account", "acct_1SomeoneElse00"),
+        ],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(assert_envelope(&reply), "stripe_account_conflict");
+}

@@ -9,6 +9,7 @@ mod metrics_labels;
 // The same PostgreSQL gate as the API tests (one file, two test binaries).
 #[path = "../../../patchbay-api/tests/api/postgres.rs"]
 mod postgres;
+mod proxy_memory;
 mod rotation_crash;
 mod shutdown;
 mod slow_clients;
