@@ -4,6 +4,7 @@
 //! Stripe passes through. Nothing outside this crate builds a Stripe request.
 
 mod account;
+pub mod actions;
 mod client;
 mod error;
 pub mod form;
