@@ -210,6 +210,19 @@ pub struct GrantUpdate {
     pub session: Option<SessionUse>,
 }
 
+/// What a call taught about one permission of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionObservation {
+    /// `rak_customer_write`
+    pub permission: String,
+    /// Granted (a call needing it succeeded) or missing (Stripe's 403 named it).
+    pub granted: bool,
+    /// Stripe's request id of the deciding call.
+    pub stripe_request_id: Option<String>,
+    /// When.
+    pub observed_at: Timestamp,
+}
+
 /// Whether a grant refresh lease was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshLease {
@@ -335,6 +348,21 @@ pub trait ConnectionStore: Send + Sync {
         update: &GrantUpdate,
         audit: &AuditEvent,
     ) -> StoreResult<Option<Connection>>;
+    /// Records what Stripe said about one of the connection's permissions
+    /// (`rak_customer_write`): granted or missing. A no-op for another
+    /// tenant's connection.
+    async fn record_permission(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+        observation: &PermissionObservation,
+    ) -> StoreResult<()>;
+    /// Everything recorded about the connection's permissions.
+    async fn connection_permissions(
+        &self,
+        tenant: TenantId,
+        id: ConnectionId,
+    ) -> StoreResult<Vec<PermissionObservation>>;
     /// Marks a Connect connection `revoking` with why, and enqueues its
     /// deauthorization job, in one transaction. A refresh in flight loses its
     /// lease: no token is stored for a grant being disconnected.

@@ -12,8 +12,8 @@ use patchbay_core::connection::{
 };
 use patchbay_core::job::NewJob;
 use patchbay_core::store::{
-    ConnectionSecrets, ConnectionStore, GrantUpdate, NewConnection, RefreshLease, SecretRotation,
-    StoreResult, Updated,
+    ConnectionSecrets, ConnectionStore, GrantUpdate, NewConnection, PermissionObservation,
+    RefreshLease, SecretRotation, StoreResult, Updated,
 };
 use patchbay_core::{ConnectionId, Page, PageRequest, TenantId, Timestamp};
 use sqlx::QueryBuilder;
@@ -560,6 +560,57 @@ for_each_engine! {
             Engine::insert_audit(&mut tx, audit).await?;
             tx.commit().await.map_err(map)?;
             Ok(Some(row.try_into()?))
+        }
+
+        async fn record_permission(
+            &self,
+            tenant: TenantId,
+            id: ConnectionId,
+            observation: &PermissionObservation,
+        ) -> StoreResult<()> {
+            sqlx::query(
+                "INSERT INTO connection_permissions (connection_id, permission, granted, stripe_request_id, observed_at) \
+                 SELECT id, $1, $2, $3, $4 FROM connections WHERE tenant_id = $5 AND id = $6 \
+                 ON CONFLICT (connection_id, permission) DO UPDATE SET granted = excluded.granted, \
+                 stripe_request_id = excluded.stripe_request_id, observed_at = excluded.observed_at \
+                 WHERE connection_permissions.observed_at <= excluded.observed_at",
+            )
+            .bind(&observation.permission)
+            .bind(observation.granted)
+            .bind(&observation.stripe_request_id)
+            .bind(DbTime(observation.observed_at))
+            .bind(tenant.uuid())
+            .bind(id.uuid())
+            .execute(self.writer())
+            .await
+            .map_err(map)?;
+            Ok(())
+        }
+
+        async fn connection_permissions(
+            &self,
+            tenant: TenantId,
+            id: ConnectionId,
+        ) -> StoreResult<Vec<PermissionObservation>> {
+            let rows: Vec<(String, bool, Option<String>, DbTime)> = sqlx::query_as(
+                "SELECT p.permission, p.granted, p.stripe_request_id, p.observed_at \
+                 FROM connection_permissions p JOIN connections c ON c.id = p.connection_id \
+                 WHERE c.tenant_id = $1 AND c.id = $2 ORDER BY p.permission",
+            )
+            .bind(tenant.uuid())
+            .bind(id.uuid())
+            .fetch_all(&mut *self.reader().await?)
+            .await
+            .map_err(map)?;
+            Ok(rows
+                .into_iter()
+                .map(|(permission, granted, stripe_request_id, at)| PermissionObservation {
+                    permission,
+                    granted,
+                    stripe_request_id,
+                    observed_at: at.0,
+                })
+                .collect())
         }
 
         async fn mark_connection_revoking(

@@ -31,5 +31,5 @@ pub use redact::{Redacted, redact};
 pub use request::{Body, StripeRequest};
 pub use response::StripeResponse;
 pub use retry::RetryPolicy;
-pub use test_call::{KeyCheck, KeyOutcome, is_account_access_revoked};
+pub use test_call::{KeyCheck, KeyOutcome, is_account_access_revoked, missing_permission};
 pub use version::validate_stripe_version;

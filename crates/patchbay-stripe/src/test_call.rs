@@ -162,6 +162,11 @@ impl StripeClient {
     }
 }
 
+/// The `rak_…` permission a restricted-key 403 message names.
+pub fn missing_permission(message: &str) -> Option<String> {
+    permission_in(message)
+}
+
 /// The `rak_…` permission a 403 message names.
 fn permission_in(message: &str) -> Option<String> {
     let start = message.find("rak_")?;

@@ -6,6 +6,7 @@
 //! surface's layer, and placed in the request. Every route carries its
 //! OpenAPI description.
 
+mod actions;
 mod admin;
 mod api_keys;
 mod audit;
@@ -52,6 +53,7 @@ use crate::state::AppState;
         (name = "tenants", description = "Platform admin: tenants."),
         (name = "api-keys", description = "Tenant API keys; the secret is shown once."),
         (name = "connections", description = "Stripe connections: by secret or restricted key, or by Stripe Connect OAuth."),
+        (name = "actions", description = "Typed Stripe actions (stripe.createCustomer, …): the catalogue with JSON Schemas, calls through a connection, and each connection's capabilities."),
         (name = "proxy", description = "The raw proxy: any Stripe endpoint through a connection, Stripe's answer verbatim; also at /v1/* and /v2/* for a key bound to one connection."),
         (name = "oauth", description = "Stripe Connect OAuth: the tenant's platform, the authorize URL, Stripe's callback, and connect sessions for browsers."),
         (name = "audit", description = "Who did what, when."),
@@ -120,6 +122,10 @@ fn management() -> OpenApiRouter<AppState> {
         .routes(routes!(connections::validate_connection))
         .routes(routes!(connections::rotate_connection))
         .routes(routes!(connections::refresh_connection))
+        .routes(routes!(actions::list_actions))
+        .routes(routes!(actions::get_action))
+        .routes(routes!(actions::call_action))
+        .routes(routes!(actions::capabilities))
         .routes(routes!(
             integrations::put_integration,
             integrations::get_integration,

@@ -2,6 +2,7 @@
 //! and Stripe client. Handlers parse and render; services decide, and say why
 //! they refuse with their own [`error::ServiceError`], free of HTTP types.
 
+pub mod actions;
 pub mod api_keys;
 pub mod audit_log;
 pub mod background;
