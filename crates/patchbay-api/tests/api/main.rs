@@ -1,6 +1,7 @@
 //! The HTTP API in-process (`tower::ServiceExt::oneshot`), with wiremock as Stripe.
 
 mod account_fields;
+mod action_catalog;
 mod actions;
 mod api_keys;
 mod audit_log;
