@@ -227,6 +227,8 @@ pub struct ConnectionFilter {
     pub external_id: Option<String>,
     /// Only live (`true`) or test (`false`) mode.
     pub livemode: Option<bool>,
+    /// Only connections reaching this Stripe account.
+    pub stripe_account_id: Option<String>,
 }
 
 /// Checks an external id: 1 to 255 characters, no control characters.

@@ -213,6 +213,9 @@ for_each_engine! {
             if let Some(livemode) = filter.livemode {
                 qb.push(" AND livemode = ").push_bind(livemode);
             }
+            if let Some(account) = &filter.stripe_account_id {
+                qb.push(" AND stripe_account_id = ").push_bind(account.clone());
+            }
             push_page(&mut qb, "id", page);
             let rows: Vec<ConnectionRow> = qb
                 .build_query_as()

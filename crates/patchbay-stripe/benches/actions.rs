@@ -7,7 +7,9 @@ use serde_json::json;
 
 fn validate_and_encode(c: &mut Criterion) {
     let catalog = Catalog::builtin();
-    let create = catalog.get("stripe.createCustomer").expect("createCustomer is in the catalogue");
+    let create = catalog
+        .get("stripe.createCustomer")
+        .expect("createCustomer is in the catalogue");
     let config = json!({
         "email": "jane@example.com", "name": "Jane Doe",
         "address": {"line1": "1 Main St", "city": "San Francisco", "postal_code": "94107", "country": "US"},
@@ -17,7 +19,9 @@ fn validate_and_encode(c: &mut Criterion) {
     c.bench_function("prepare stripe.createCustomer (typical config)", |b| {
         b.iter(|| prepare(create, std::hint::black_box(&config)).unwrap())
     });
-    let list = catalog.get("stripe.listCustomers").expect("listCustomers is in the catalogue");
+    let list = catalog
+        .get("stripe.listCustomers")
+        .expect("listCustomers is in the catalogue");
     let config = json!({"email": "jane@example.com", "limit": 100, "startingAfter": "cus_123"});
     c.bench_function("prepare stripe.listCustomers", |b| {
         b.iter(|| prepare(list, std::hint::black_box(&config)).unwrap())

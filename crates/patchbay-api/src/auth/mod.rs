@@ -112,7 +112,8 @@ pub async fn resolve_caller(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if request.method() == Method::OPTIONS {
+    // A CORS preflight carries no credentials: the browser routes' CORS layer answers it.
+    if request.method() == Method::OPTIONS && surface == Surface::Browser {
         return next.run(request).await;
     }
     // No credential at all: the route decides (a handler that needs a caller
@@ -128,7 +129,27 @@ pub async fn resolve_caller(
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let mut response = e.into_response();
+            // A browser must be able to read why its session was refused.
+            if surface == Surface::Browser
+                && let Some(origin) = request.headers().get(ORIGIN).cloned()
+                && let Ok(text) = origin.to_str()
+                && state
+                    .store
+                    .system_origin_allowed(text)
+                    .await
+                    .unwrap_or(false)
+            {
+                let headers = response.headers_mut();
+                headers.insert(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                headers.insert(
+                    axum::http::header::VARY,
+                    axum::http::HeaderValue::from_static("origin"),
+                );
+            }
+            response
+        }
     }
 }
 

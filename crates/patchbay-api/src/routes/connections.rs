@@ -233,6 +233,8 @@ pub struct ListConnections {
     pub external_id: Option<String>,
     /// Only live (`true`) or test (`false`) mode.
     pub livemode: Option<bool>,
+    /// Only connections reaching this Stripe account (`acct_…`).
+    pub stripe_account_id: Option<String>,
 }
 
 fn audit(tenant: &TenantPrincipal, request_id: &RequestId) -> AuditContext {
@@ -344,6 +346,7 @@ pub async fn list_connections(
         status: query.status,
         external_id: query.external_id,
         livemode: query.livemode,
+        stripe_account_id: query.stripe_account_id,
     };
     let page = connections::list(&state, tenant.tenant_id, &filter, &request).await?;
     Ok(axum::Json(ListResponse::new(

@@ -148,6 +148,7 @@ async fn forward(
         &caller,
         addressed,
         header_text(&parts.headers, "stripe-account")?,
+        header_text(&parts.headers, "stripe-context")?,
         header_text(&parts.headers, "stripe-version")?,
     )
     .await?;

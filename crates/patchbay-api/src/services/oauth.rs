@@ -404,8 +404,14 @@ async fn complete(
         .await?
         .ok_or_else(|| platform_missing(flow.livemode))?;
     let grant = exchange(state, &platform, code).await?;
+    if !patchbay_stripe::oauth::is_account_id(&grant.stripe_user_id) {
+        return Err(ServiceError::new(
+            ErrorKind::UpstreamFailed,
+            "stripe_unexpected_response",
+            "Stripe's token answer named no valid connected account (stripe_user_id).",
+        ));
+    }
     if grant.livemode != flow.livemode {
-        deauthorize_later(state, flow.tenant_id, &platform, &grant.stripe_user_id).await;
         return Err(ServiceError::unprocessable(
             "mode_mismatch",
             format!(
@@ -415,14 +421,14 @@ async fn complete(
             ),
         ));
     }
-    match store_grant(state, flow, &platform, grant).await {
-        Ok(done) => Ok(done),
-        Err((e, Some(account))) => {
-            deauthorize_later(state, flow.tenant_id, &platform, &account).await;
-            Err(e)
-        }
-        Err((e, None)) => Err(e),
-    }
+    // A grant that could not be stored is not deauthorized here: the account
+    // may well be connected already (a re-link, a second tab of the same
+    // session, another end user of the tenant), and deauthorizing removes the
+    // platform's access to the account as a whole. The failure is audited
+    // with the account, and the tenant decides.
+    store_grant(state, flow, &platform, grant)
+        .await
+        .map_err(|(e, _account)| e)
 }
 
 /// Maps an OAuth failure to what callers are told.
@@ -714,28 +720,6 @@ fn seal_grant(
     Ok(secrets)
 }
 
-/// A grant obtained but not kept: a durable job deauthorizes it, so the
-/// account does not stay connected to the platform for nothing.
-async fn deauthorize_later(
-    state: &AppState,
-    tenant: TenantId,
-    platform: &OpenedPlatform,
-    account: &str,
-) {
-    let job = NewJob::new(kinds::CONNECT_DEAUTHORIZE, Uuid::new_v4(), now())
-        .for_tenant(tenant)
-        .with_payload(json!({
-            "stripe_user_id": account,
-            "client_id": platform.platform.client_id,
-            "livemode": platform.platform.livemode,
-        }))
-        .max_attempts(DEAUTHORIZE_ATTEMPTS);
-    match state.store.enqueue_job(&job).await {
-        Ok(_) => state.job_wakeup.wake(),
-        Err(e) => warn!(error = %e, "could not enqueue the deauthorization of an unused grant"),
-    }
-}
-
 /// Refreshes a grant's tokens (`grant_type=refresh_token`). Refreshes of one
 /// grant are serialized by a lease in the database, across replicas: a second
 /// caller waits for the first and answers with its result, so no token is lost.
@@ -927,6 +911,22 @@ pub async fn disconnect(
         .stripe_account_id
         .clone()
         .unwrap_or_default();
+    if shares_account(state, tenant, connection).await? {
+        // Another connection still uses the account (deauthorizing would
+        // cut it off too): only this connection goes.
+        let event = ctx.event(
+            tenant,
+            "connection.deleted",
+            id,
+            json!({"auth_method": "oauth", "stripe_account_id": account, "deauthorized": false,
+                   "reason": "another connection uses the account"}),
+        );
+        return if state.store.delete_connection(tenant, id, &event).await? {
+            Ok(Disconnect::Deleted)
+        } else {
+            Err(ServiceError::not_found("connection", &id.to_string()))
+        };
+    }
     let platform = open_platform(state, tenant, connection.livemode).await?;
     let failure = match &platform {
         Some(p) => {
@@ -1007,65 +1007,79 @@ pub async fn run_deauthorize_job(
     state: &AppState,
     tenant: TenantId,
     subject: Uuid,
-    payload: &serde_json::Value,
+    _payload: &serde_json::Value,
 ) -> Result<(), String> {
-    let text = |key: &str| payload.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-    let (livemode, client_id, account, connection) = if let Some(account) = text("stripe_user_id") {
-        let livemode = payload
-            .get("livemode")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
-        (livemode, text("client_id"), account, None)
-    } else {
-        let id = ConnectionId::from_uuid(subject);
-        let Some(conn) = state
-            .store
-            .get_connection(tenant, id)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            return Ok(());
-        };
-        let account = conn.account.stripe_account_id.clone().unwrap_or_default();
-        (
-            conn.livemode,
-            conn.grant.as_ref().map(|g| g.client_id.clone()),
-            account,
-            Some(conn),
-        )
+    let id = ConnectionId::from_uuid(subject);
+    let Some(conn) = state
+        .store
+        .get_connection(tenant, id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
     };
-    let platform = open_platform(state, tenant, livemode)
+    let account = conn.account.stripe_account_id.clone().unwrap_or_default();
+    let shared = shares_account(state, tenant, &conn)
         .await
-        .map_err(|e| format!("{}: {}", e.code, e.message))?
-        .ok_or_else(|| {
-            format!(
-                "no {}-mode Connect platform to deauthorize with",
-                mode(livemode)
-            )
-        })?;
-    let client_id = client_id.unwrap_or_else(|| platform.platform.client_id.clone());
-    state
-        .stripe
-        .deauthorize(platform.key.secret(), &client_id, &account)
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(conn) = connection {
-        let event = AuditEvent::new(
-            Some(tenant),
-            Actor::System,
-            "connection.deleted",
-            Some(conn.id.to_string()),
-            json!({"auth_method": "oauth", "stripe_account_id": account, "deauthorized": true}),
-            None,
+        .map_err(|e| format!("{}: {}", e.code, e.message))?;
+    if !shared {
+        let platform = open_platform(state, tenant, conn.livemode)
+            .await
+            .map_err(|e| format!("{}: {}", e.code, e.message))?
+            .ok_or_else(|| {
+                format!(
+                    "no {}-mode Connect platform to deauthorize with",
+                    mode(conn.livemode)
+                )
+            })?;
+        let client_id = conn.grant.as_ref().map_or_else(
+            || platform.platform.client_id.clone(),
+            |g| g.client_id.clone(),
         );
         state
-            .store
-            .delete_connection(tenant, conn.id, &event)
+            .stripe
+            .deauthorize(platform.key.secret(), &client_id, &account)
             .await
             .map_err(|e| e.to_string())?;
-        info!(connection = %conn.id, "deauthorized at Stripe and deleted");
-    } else {
-        info!(%account, "deauthorized an unused grant");
     }
+    let event = AuditEvent::new(
+        Some(tenant),
+        Actor::System,
+        "connection.deleted",
+        Some(conn.id.to_string()),
+        json!({"auth_method": "oauth", "stripe_account_id": account, "deauthorized": !shared}),
+        None,
+    );
+    state
+        .store
+        .delete_connection(tenant, conn.id, &event)
+        .await
+        .map_err(|e| e.to_string())?;
+    info!(connection = %conn.id, deauthorized = !shared, "disconnected and deleted");
     Ok(())
+}
+
+/// Whether another Connect connection of the tenant, in the same mode, acts on
+/// the same account (deauthorizing would cut it off too).
+async fn shares_account(
+    state: &AppState,
+    tenant: TenantId,
+    conn: &Connection,
+) -> Result<bool, ServiceError> {
+    let Some(account) = conn.account.stripe_account_id.clone() else {
+        return Ok(false);
+    };
+    let filter = patchbay_core::connection::ConnectionFilter {
+        livemode: Some(conn.livemode),
+        stripe_account_id: Some(account),
+        ..Default::default()
+    };
+    let page = state
+        .store
+        .list_connections(tenant, &filter, &patchbay_core::PageRequest::first(10))
+        .await?;
+    Ok(page
+        .data
+        .iter()
+        .any(|other| other.id != conn.id && other.auth_method == AuthMethod::Oauth))
 }

@@ -44,6 +44,7 @@ pub async fn target(
     caller: &TenantPrincipal,
     addressed: Addressed,
     stripe_account: Option<&str>,
+    stripe_context: Option<&str>,
     stripe_version: Option<&str>,
 ) -> Result<Target, ServiceError> {
     if !caller.scopes.allows(Scope::Proxy) {
@@ -101,6 +102,17 @@ pub async fn target(
         (Credential::ConnectGrant(grant), _) => Some(grant.account.clone()),
         (Credential::ApiKey(_), asked) => asked.map(str::to_owned),
     };
+    // Stripe-Context supersedes Stripe-Account: with the platform key it could
+    // reach any account of the platform, not just this grant's.
+    if let (Credential::ConnectGrant(grant), Some(context)) = (&opened.credential, stripe_context)
+        && context != grant.account
+    {
+        return Err(ServiceError::bad_request(
+            "stripe_account_conflict",
+            "This connection is a Connect grant: its calls act only on its own account, so Stripe-Context may only name that account.",
+        )
+        .with_param("Stripe-Context"));
+    }
     let stripe_version = stripe_version
         .map(str::to_owned)
         .or_else(|| conn.stripe_version.clone());

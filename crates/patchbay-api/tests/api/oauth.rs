@@ -603,6 +603,7 @@ async fn delete_deauthorizes_and_retries_until_stripe_confirms() {
     );
 
     // Stripe down: the connection becomes revoking and a job retries.
+    // (The second connection reaches another account: deauthorizing is needed.)
     Mock::given(method("POST"))
         .and(path("/oauth/deauthorize"))
         .respond_with(ResponseTemplate::new(503))
@@ -635,6 +636,7 @@ async fn delete_deauthorizes_and_retries_until_stripe_confirms() {
     // Back up: the next run deauthorizes and deletes.
     Mock::given(method("POST"))
         .and(path("/oauth/deauthorize"))
+        .and(body_string_contains("stripe_user_id=acct_1SecondAccount"))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"stripe_user_id": CONNECTED})),
         )
@@ -661,10 +663,18 @@ async fn delete_deauthorizes_and_retries_until_stripe_confirms() {
     );
 }
 
-/// A second connection to the same account under another external id.
+/// A second connection, to another account, under another external id.
 async fn connect_second(app: &TestApp, token: &str) -> String {
     let url = auth_url(app, token, "?external_id=user-2").await;
-    token_endpoint(app, "ac_second", token_response(ACCESS, REFRESH)).await;
+    token_endpoint(
+        app,
+        "ac_second",
+        ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": ACCESS, "refresh_token": REFRESH, "token_type": "bearer",
+            "stripe_user_id": "acct_1SecondAccount", "livemode": false, "scope": "read_write"
+        })),
+    )
+    .await;
     let state = state_of(url["url"].as_str().unwrap());
     let reply = callback(app, &format!("code=ac_second&state={state}")).await;
     assert_eq!(reply.status, 201, "{}", reply.text);
@@ -695,4 +705,42 @@ async fn the_same_end_user_connecting_again_relinks_the_connection() {
     assert_eq!(reply.id(), id);
     assert_eq!(reply.body["key_hint"], "sk_test_…0009");
     assert_eq!(connection_count(&app, &token).await, 1);
+}
+
+#[tokio::test]
+async fn a_connection_sharing_its_account_is_deleted_without_deauthorizing_the_other() {
+    let app = TestApp::new().await;
+    let token = platform(&app).await;
+    let first = connect(&app, &token, "user-1").await;
+    // A second end user connects the same Stripe account.
+    let url = auth_url(&app, &token, "?external_id=user-2").await;
+    token_endpoint(&app, "ac_shared", token_response(ACCESS, REFRESH)).await;
+    let second = callback(
+        &app,
+        &format!(
+            "code=ac_shared&state={}",
+            state_of(url["url"].as_str().unwrap())
+        ),
+    )
+    .await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    Mock::given(method("POST"))
+        .and(path("/oauth/deauthorize"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"stripe_user_id": CONNECTED})),
+        )
+        .expect(1)
+        .mount(&app.stripe)
+        .await;
+    // The first goes alone: the account stays connected for the second.
+    let deleted = app
+        .delete(&format!("/api/v1/connections/{first}"), &token)
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    // The last one deauthorizes (the one expected call).
+    let deleted = app
+        .delete(&format!("/api/v1/connections/{}", second.id()), &token)
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    app.stripe.verify().await;
 }

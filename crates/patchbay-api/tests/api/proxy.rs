@@ -505,4 +505,27 @@ async fn a_connect_grant_calls_with_the_platform_key_on_its_account() {
     .await;
     assert_eq!(reply.status, 400);
     assert_eq!(assert_envelope(&reply), "stripe_account_conflict");
+    // Stripe-Context supersedes Stripe-Account: it may not name another account either.
+    let before = app.stripe.received_requests().await.unwrap().len();
+    let reply = raw(
+        &app,
+        Method::GET,
+        &uri,
+        &[
+            ("x-api-key", &key),
+            ("stripe-context", "acct_1SomeoneElse00"),
+        ],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(assert_envelope(&reply), "stripe_account_conflict");
+    assert_eq!(
+        app.stripe.received_requests().await.unwrap().len(),
+        before,
+        "nothing sent"
+    );
+    // An unauthenticated OPTIONS on the proxy is a plain refusal, not an error.
+    let reply = raw(&app, Method::OPTIONS, &uri, &[], Body::empty()).await;
+    assert_eq!(reply.status, 401, "{}", reply.text);
 }

@@ -60,7 +60,12 @@ pub const MAX_ITEMS: u32 = 10_000;
 
 /// The common fields every action accepts (besides its own).
 fn common_fields(def: &ActionDef) -> Vec<&'static str> {
-    let mut fields = vec!["expand", "stripeAccount", "stripeVersion"];
+    // Stripe's deletes take no parameters at all, not even expand.
+    let mut fields = if def.kind == Kind::Delete {
+        vec!["stripeAccount", "stripeVersion"]
+    } else {
+        vec!["expand", "stripeAccount", "stripeVersion"]
+    };
     if def.method == HttpMethod::Post {
         fields.push("idempotencyKey");
     }
@@ -233,6 +238,12 @@ pub fn prepare(def: &ActionDef, config: &Value) -> Result<PreparedCall, FieldErr
             };
             let max_items = integer(config, "maxItems")?;
             match (auto, max_items) {
+                (true, _) if pairs.iter().any(|(k, _)| k == "ending_before") => {
+                    return Err(FieldError::invalid(
+                        "endingBefore",
+                        "autoPaginate pages forward (startingAfter); it cannot start from endingBefore.",
+                    ));
+                }
                 (true, Some(n)) if (1..=i64::from(MAX_ITEMS)).contains(&n) => {
                     auto_paginate = Some(AutoPaginate {
                         max_items: n as u32,

@@ -43,10 +43,12 @@ pub fn config_schema(def: &ActionDef) -> Value {
         }
         schema
     };
-    properties.insert(
-        "expand".into(),
-        stripe_common("expand", json!({"type": "array", "items": {"type": "string"}, "description": "Fields to expand (Stripe's expand[])."})),
-    );
+    if def.kind != Kind::Delete {
+        properties.insert(
+            "expand".into(),
+            stripe_common("expand", json!({"type": "array", "items": {"type": "string"}, "description": "Fields to expand (Stripe's expand[])."})),
+        );
+    }
     properties.insert(
         "stripeAccount".into(),
         json!({"type": "string", "pattern": "^acct_[A-Za-z0-9]+$", "x-patchbay": true, "description": "Act on this connected account (Stripe-Account header)."}),
