@@ -162,7 +162,10 @@ for_each_engine! {
             .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(map)?;
-            Ok(rows.into_iter().map(|(o,)| o).collect())
+            // Sorted here: the engines' collations order text differently.
+            let mut origins: Vec<String> = rows.into_iter().map(|(o,)| o).collect();
+            origins.sort();
+            Ok(origins)
         }
 
         async fn set_allowed_origins(

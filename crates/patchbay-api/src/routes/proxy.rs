@@ -188,6 +188,8 @@ async fn forward(
     if length.is_some_and(|n| n > max) {
         return Err(too_large(max));
     }
+    // Set by a streamed body that turns out larger than allowed.
+    let over_limit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let body = match length {
         Some(0) => RawBody::Empty,
         Some(n) if n <= BUFFER_FOR_RETRY => {
@@ -200,7 +202,7 @@ async fn forward(
         {
             RawBody::Empty
         }
-        _ => RawBody::stream(limited(body, max)),
+        _ => RawBody::stream(limited(body, max, over_limit.clone())),
     };
     let rate = target.connection.to_string();
     let method = parts.method.clone();
@@ -222,7 +224,13 @@ async fn forward(
             }),
         )
         .await
-        .map_err(|e| ApiError::from(upstream_error(e)))?;
+        .map_err(|e| {
+            if over_limit.load(std::sync::atomic::Ordering::Relaxed) {
+                too_large(max)
+            } else {
+                ApiError::from(upstream_error(e))
+            }
+        })?;
 
     let status =
         StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -298,6 +306,7 @@ fn too_large(max: u64) -> ApiError {
 fn limited(
     body: Body,
     max: u64,
+    over_limit: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
     let mut seen = 0u64;
     body.into_data_stream()
@@ -305,6 +314,9 @@ fn limited(
         .and_then(move |chunk| {
             seen += chunk.len() as u64;
             let over = seen > max;
+            if over {
+                over_limit.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             async move {
                 if over {
                     Err(std::io::Error::other("request body over the proxy's limit"))

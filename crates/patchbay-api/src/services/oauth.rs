@@ -403,6 +403,18 @@ async fn complete(
     let platform = open_platform(state, flow.tenant_id, flow.livemode)
         .await?
         .ok_or_else(|| platform_missing(flow.livemode))?;
+    // Limits before any Stripe call: a new connection must fit (a re-link does not add one).
+    let relink = match &flow.external_id {
+        Some(ext) => state
+            .store
+            .find_connection_by_external_id(flow.tenant_id, ext)
+            .await?
+            .is_some(),
+        None => false,
+    };
+    if !relink {
+        quotas::check_connections(state, flow.tenant_id).await?;
+    }
     let grant = exchange(state, &platform, code).await?;
     if !patchbay_stripe::oauth::is_account_id(&grant.stripe_user_id) {
         return Err(ServiceError::new(

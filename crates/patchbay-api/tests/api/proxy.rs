@@ -393,10 +393,27 @@ async fn a_large_response_streams_through_whole_and_a_multipart_upload_arrives_i
             ("content-type", &content_type),
             ("content-length", &upload.len().to_string()),
         ],
-        Body::from(upload),
+        Body::from(upload.clone()),
     )
     .await;
     assert_eq!(reply.status, 413);
+    assert_eq!(assert_envelope(&reply), "body_too_large");
+    // The same without a Content-Length: streamed, cut at the limit, still a 413.
+    let reply = raw(
+        &small,
+        Method::POST,
+        &format!("/api/v1/connections/{conn}/proxy/v1/files"),
+        &[("x-api-key", &key), ("content-type", &content_type)],
+        Body::from_stream(futures::stream::iter(
+            upload
+                .into_bytes()
+                .chunks(4096)
+                .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        )),
+    )
+    .await;
+    assert_eq!(reply.status, 413, "{}", reply.text);
     assert_eq!(assert_envelope(&reply), "body_too_large");
 }
 
