@@ -46,6 +46,21 @@ async fn every_route_with_an_id_hides_other_tenants_objects() {
             format!("/api/v1/connections/{conn}/refresh"),
             Some(json!({})),
         ),
+        (
+            Method::GET,
+            format!("/api/v1/connections/{conn}/capabilities"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/connections/{conn}/actions"),
+            Some(json!({"action": "stripe.getBalance", "config": {}})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/connections/{conn}/proxy/v1/balance"),
+            None,
+        ),
         (Method::GET, format!("/api/v1/api-keys/{key_id}"), None),
         (Method::DELETE, format!("/api/v1/api-keys/{key_id}"), None),
     ];
