@@ -957,6 +957,10 @@ pub async fn disconnect(
             .await
             {
                 Ok(()) => None,
+                // Stripe refused (a wrong client id or platform key): retrying
+                // cannot help until the tenant fixes its platform, so the
+                // caller hears it now and the connection stays as it is.
+                Err(e) if !e.is_transient() => return Err(oauth_error(e, "deauthorization")),
                 Err(e) => Some(oauth_error(e, "deauthorization")),
             }
         }

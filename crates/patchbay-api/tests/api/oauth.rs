@@ -744,3 +744,28 @@ async fn a_connection_sharing_its_account_is_deleted_without_deauthorizing_the_o
     assert_eq!(deleted.status, 200, "{}", deleted.text);
     app.stripe.verify().await;
 }
+
+#[tokio::test]
+async fn a_deauthorization_stripe_refuses_is_answered_not_retried_forever() {
+    let app = TestApp::new().await;
+    let token = platform(&app).await;
+    let id = connect(&app, &token, "user-1").await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/deauthorize"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "error": "invalid_client", "error_description": "No such application: 'ca_FkyHCg7X8mlvCUdMDao4mMxagUfhIwXb'"
+        })))
+        .mount(&app.stripe)
+        .await;
+    let reply = app
+        .delete(&format!("/api/v1/connections/{id}"), &token)
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(assert_envelope(&reply), "oauth_refused");
+    let still = app.get(&format!("/api/v1/connections/{id}"), &token).await;
+    assert_eq!(still.status, 200);
+    assert_eq!(
+        still.body["status"], "active",
+        "nothing changed: fix the platform and delete again"
+    );
+}
