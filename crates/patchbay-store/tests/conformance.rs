@@ -3130,23 +3130,18 @@ mod migrating_moves_connection_keys_into_secret_rows {
     use super::*;
     use sqlx::migrate::Migrator;
 
-    /// A connection as migration 2 stored it: the record, its key, its previous key.
+    /// A connection as the migrations before Connect stored it: the record, its key, its previous key.
     type LegacyRow = (Connection, Vec<u8>, Option<Vec<u8>>);
 
-    /// The migrations up to and including the second (the one before Connect).
+    /// The version of the last migration before the Connect one.
     fn before_connect(migrator: &Migrator) -> i64 {
-        let versions: Vec<i64> = migrator.iter().map(|m| m.version).collect();
-        assert!(versions.len() >= 3, "{versions:?}");
-        assert!(
-            migrator
-                .iter()
-                .nth(2)
-                .unwrap()
-                .description
-                .contains("connect"),
-            "the third migration is the Connect one"
-        );
-        versions[1]
+        let all: Vec<_> = migrator.iter().collect();
+        let connect = all
+            .iter()
+            .position(|m| m.description.contains("connect"))
+            .expect("a Connect migration");
+        assert!(connect > 0, "migrations come before the Connect one");
+        all[connect - 1].version
     }
 
     /// The legacy connections: one with a kept previous key, one without.
