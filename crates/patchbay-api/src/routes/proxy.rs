@@ -22,7 +22,7 @@ use crate::auth::{Caller, TenantPrincipal};
 use crate::context::RequestId;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::parse_id;
-use crate::services::error::{ErrorKind, ServiceError};
+use crate::services::error::ServiceError;
 use crate::services::proxy::{self, Addressed};
 use crate::state::AppState;
 
@@ -336,27 +336,11 @@ fn path_error(e: patchbay_stripe::StripeError) -> ApiError {
 }
 
 fn upstream_error(e: patchbay_stripe::StripeError) -> ServiceError {
-    use patchbay_stripe::StripeError;
     match e {
-        StripeError::InvalidRequest(m) => {
+        patchbay_stripe::StripeError::InvalidRequest(m) => {
             ServiceError::bad_request("path_invalid", m.as_str().to_owned())
         }
-        StripeError::RateLimited { retry_after_ms } => ServiceError::new(
-            ErrorKind::RateLimited,
-            "connection_rate_limited",
-            "Too many Stripe calls are queued for this connection; retry shortly.",
-        )
-        .with_retry_after(retry_after_ms.div_ceil(1000)),
-        StripeError::Unreachable { message, .. } => ServiceError::new(
-            ErrorKind::UpstreamFailed,
-            "stripe_unreachable",
-            format!("Stripe could not be reached ({message})."),
-        ),
-        other => ServiceError::new(
-            ErrorKind::UpstreamFailed,
-            "stripe_unexpected_response",
-            other.to_string(),
-        ),
+        other => crate::services::error::stripe_call_failed(other),
     }
 }
 

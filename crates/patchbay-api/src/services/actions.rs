@@ -243,28 +243,12 @@ impl Target {
 
 /// A Stripe call that got no usable answer.
 fn stripe_failure(e: patchbay_stripe::StripeError) -> ServiceError {
-    use patchbay_stripe::StripeError;
     match e {
-        StripeError::RateLimited { retry_after_ms } => ServiceError::new(
-            ErrorKind::RateLimited,
-            "connection_rate_limited",
-            "Too many Stripe calls are queued for this connection; retry shortly.",
-        )
-        .with_retry_after(retry_after_ms.div_ceil(1000)),
-        StripeError::InvalidRequest(m) => {
+        patchbay_stripe::StripeError::InvalidRequest(m) => {
             ServiceError::unprocessable("parameter_invalid", m.as_str().to_owned())
                 .with_param("config.path")
         }
-        StripeError::Unreachable { message, .. } => ServiceError::new(
-            ErrorKind::UpstreamFailed,
-            "stripe_unreachable",
-            format!("Stripe could not be reached ({message})."),
-        ),
-        other => ServiceError::new(
-            ErrorKind::UpstreamFailed,
-            "stripe_unexpected_response",
-            other.to_string(),
-        ),
+        other => super::error::stripe_call_failed(other),
     }
 }
 

@@ -184,3 +184,28 @@ impl From<patchbay_vault::VaultError> for ServiceError {
         Self::internal(&e)
     }
 }
+
+/// A Stripe call (an action or the proxy) that got no usable answer: queued
+/// past the connection's rate limit, unreachable, or answered unexpectedly.
+/// Requests Stripe's client refused before sending are the caller's to map.
+pub(crate) fn stripe_call_failed(e: patchbay_stripe::StripeError) -> ServiceError {
+    use patchbay_stripe::StripeError;
+    match e {
+        StripeError::RateLimited { retry_after_ms } => ServiceError::new(
+            ErrorKind::RateLimited,
+            "connection_rate_limited",
+            "Too many Stripe calls are queued for this connection; retry shortly.",
+        )
+        .with_retry_after(retry_after_ms.div_ceil(1000)),
+        StripeError::Unreachable { message, .. } => ServiceError::new(
+            ErrorKind::UpstreamFailed,
+            "stripe_unreachable",
+            format!("Stripe could not be reached ({message})."),
+        ),
+        other => ServiceError::new(
+            ErrorKind::UpstreamFailed,
+            "stripe_unexpected_response",
+            other.to_string(),
+        ),
+    }
+}

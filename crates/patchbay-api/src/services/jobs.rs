@@ -248,8 +248,7 @@ async fn attempt(state: &AppState, job: &Job) -> JobOutcome {
                     error: "a deauthorization job without a tenant".into(),
                 };
             };
-            match super::oauth::run_deauthorize_job(state, tenant, job.subject, &job.payload).await
-            {
+            match super::oauth::run_deauthorize_job(state, tenant, job.subject).await {
                 Ok(()) => JobOutcome::Done,
                 Err(error) => {
                     warn!(job = %job.id, attempt = job.attempts, %error, "deauthorization not confirmed yet");

@@ -438,9 +438,7 @@ async fn complete(
     // session, another end user of the tenant), and deauthorizing removes the
     // platform's access to the account as a whole. The failure is audited
     // with the account, and the tenant decides.
-    store_grant(state, flow, &platform, grant)
-        .await
-        .map_err(|(e, _account)| e)
+    store_grant(state, flow, &platform, grant).await
 }
 
 /// Maps an OAuth failure to what callers are told.
@@ -508,15 +506,13 @@ async fn exchange(
 }
 
 /// Creates the connection (or re-links the same end user's same account).
-/// On failure, the account id whose grant is now unused (to deauthorize).
 async fn store_grant(
     state: &AppState,
     flow: &OAuthState,
     platform: &OpenedPlatform,
     grant: StripeGrant,
-) -> Result<Connected, (ServiceError, Option<String>)> {
+) -> Result<Connected, ServiceError> {
     let account = grant.stripe_user_id.clone();
-    let fail = |e: ServiceError| (e, Some(account.clone()));
     let tenant = flow.tenant_id;
     let scope = grant.scope.map(grant_scope).unwrap_or(flow.scope);
     // Prove the grant as the connected account; its verdict is recorded
@@ -543,16 +539,12 @@ async fn store_grant(
         .store
         .tenant_data_key(tenant)
         .await
-        .map_err(|e| fail(e.into()))?
-        .ok_or_else(|| {
-            fail(ServiceError::internal(&format_args!(
-                "tenant {tenant} has no data key"
-            )))
-        })?;
+        .map_err(ServiceError::from)?
+        .ok_or_else(|| ServiceError::internal(&format_args!("tenant {tenant} has no data key")))?;
     let data_key = state
         .keyring
         .open_data_key(&data_key_record)
-        .map_err(|e| fail(e.into()))?;
+        .map_err(ServiceError::from)?;
     let ctx = callback_context(flow);
 
     let existing = match &flow.external_id {
@@ -560,7 +552,7 @@ async fn store_grant(
             .store
             .find_connection_by_external_id(tenant, ext)
             .await
-            .map_err(|e| fail(e.into()))?,
+            .map_err(ServiceError::from)?,
         None => None,
     };
     if let Some(existing) = existing {
@@ -568,7 +560,7 @@ async fn store_grant(
             && existing.livemode == flow.livemode
             && existing.account.stripe_account_id.as_deref() == Some(account.as_str());
         if !same {
-            return Err(fail(ServiceError::conflict(
+            return Err(ServiceError::conflict(
                 if existing.auth_method == AuthMethod::Oauth {
                     "account_mismatch"
                 } else {
@@ -578,10 +570,10 @@ async fn store_grant(
                     "external_id '{}' already names a connection to another Stripe account or by API key; delete it first or use another external_id.",
                     existing.external_id.as_deref().unwrap_or_default()
                 ),
-            )));
+            ));
         }
         let record = existing.id.to_string();
-        let secrets = seal_grant(&data_key, tenant, &record, &grant).map_err(fail)?;
+        let secrets = seal_grant(&data_key, tenant, &record, &grant)?;
         let update = GrantUpdate {
             data_key_id: data_key_record.id,
             secrets,
@@ -605,12 +597,12 @@ async fn store_grant(
             .store
             .apply_grant(tenant, existing.id, &update, &event)
             .await
-            .map_err(|e| fail(store_error(e, flow.external_id.as_deref())))?
+            .map_err(|e| store_error(e, flow.external_id.as_deref()))?
             .ok_or_else(|| {
-                fail(ServiceError::conflict(
+                ServiceError::conflict(
                     "connection_changed",
                     "The connection changed during the callback; start again.",
-                ))
+                )
             })?;
         return Ok(Connected {
             connection,
@@ -618,12 +610,10 @@ async fn store_grant(
         });
     }
 
-    quotas::check_connections(state, tenant)
-        .await
-        .map_err(fail)?;
+    quotas::check_connections(state, tenant).await?;
     let id = ConnectionId::new();
     let record = id.to_string();
-    let secrets = seal_grant(&data_key, tenant, &record, &grant).map_err(fail)?;
+    let secrets = seal_grant(&data_key, tenant, &record, &grant)?;
     let (status, details, missing, validated_at, last_error) = match validation {
         Some(v) => (
             v.status,
@@ -697,7 +687,7 @@ async fn store_grant(
         .store
         .create_connection(&new, &event)
         .await
-        .map_err(|e| fail(store_error(e, flow.external_id.as_deref())))?;
+        .map_err(|e| store_error(e, flow.external_id.as_deref()))?;
     if next <= at {
         state.job_wakeup.wake();
     }
@@ -997,7 +987,6 @@ pub async fn disconnect(
                 add_millis(now(), state.config.jobs.backoff_base.as_millis()),
             )
             .for_tenant(tenant)
-            .with_payload(json!({"connection_id": id.to_string()}))
             .max_attempts(DEAUTHORIZE_ATTEMPTS);
             let event = ctx.event(
                 tenant,
@@ -1023,7 +1012,6 @@ pub async fn run_deauthorize_job(
     state: &AppState,
     tenant: TenantId,
     subject: Uuid,
-    _payload: &serde_json::Value,
 ) -> Result<(), String> {
     let id = ConnectionId::from_uuid(subject);
     let Some(conn) = state

@@ -173,10 +173,7 @@ pub fn prepare(def: &ActionDef, config: &Value) -> Result<PreparedCall, FieldErr
     }
     let stripe_account = text("stripeAccount")?;
     if let Some(account) = &stripe_account
-        && !(account.starts_with("acct_")
-            && account.len() > 5
-            && account.len() <= 64
-            && account[5..].bytes().all(|b| b.is_ascii_alphanumeric()))
+        && !crate::oauth::is_account_id(account)
     {
         return Err(FieldError::invalid(
             "stripeAccount",
