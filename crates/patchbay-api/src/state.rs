@@ -18,6 +18,56 @@ use crate::clock::{Clock, SystemClock};
 use crate::metrics::HttpMetrics;
 use crate::services::audit_log::{AuditLog, AuditLogSettings};
 use crate::services::jobs::{JobSettings, JobWakeup};
+use crate::services::webhook_sender::{OutboundPolicy, WebhookSender};
+
+/// Webhooks in (Stripe's signed events) and out (deliveries to tenants).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// How far a Stripe signature's timestamp may be from now.
+    pub tolerance: Duration,
+    /// Largest event body accepted from Stripe.
+    pub max_body_bytes: usize,
+    /// How long stored events are kept.
+    pub retention: Duration,
+    /// First retry delay of a failed delivery; doubles with each attempt.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// How long a delivery is retried before it fails for good.
+    pub retry_window: Duration,
+    /// How long a subscription may fail every delivery before it is disabled.
+    pub disable_after: Duration,
+    /// Longest a delivery request may take.
+    pub timeout: Duration,
+    /// Deliveries made at once by this replica.
+    pub concurrency: usize,
+    /// Which receiver URLs and addresses are allowed.
+    pub policy: OutboundPolicy,
+    /// The public base URL endpoints' `url` uses (`https://patchbay.example.com`);
+    /// the request's own host when unset.
+    pub public_url: Option<String>,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            tolerance: Duration::from_secs(300),
+            max_body_bytes: 1024 * 1024,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(6 * 3600),
+            retry_window: Duration::from_secs(72 * 3600),
+            disable_after: Duration::from_secs(72 * 3600),
+            timeout: Duration::from_secs(10),
+            concurrency: 32,
+            policy: OutboundPolicy {
+                allow_insecure_loopback: false,
+                allowed_networks: Vec::new(),
+            },
+            public_url: None,
+        }
+    }
+}
 
 /// API settings.
 #[derive(Debug, Clone)]
@@ -53,6 +103,8 @@ pub struct ApiConfig {
     pub clock: Arc<dyn Clock>,
     /// The batched audit log of high-volume calls.
     pub audit_log: AuditLogSettings,
+    /// Webhooks in and out.
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for ApiConfig {
@@ -72,6 +124,7 @@ impl Default for ApiConfig {
             session_signer: Arc::new(random_session_signer()),
             clock: Arc::new(SystemClock),
             audit_log: AuditLogSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -109,6 +162,10 @@ pub struct Inner {
     pub http_metrics: HttpMetrics,
     /// Wakes the job worker when work is enqueued for now.
     pub job_wakeup: JobWakeup,
+    /// Wakes the delivery worker when deliveries are queued.
+    pub delivery_wakeup: JobWakeup,
+    /// Sends deliveries to tenants' receivers (SSRF-safe).
+    pub webhook_sender: WebhookSender,
     /// Audit records of high-volume calls, written in batches off the
     /// request path; closed (flushed) on graceful shutdown.
     pub audit_log: AuditLog,
@@ -147,6 +204,8 @@ impl AppState {
         let keys = KeyVerifier::new(store.clone(), config.clock.clone(), config.key_cache_ttl);
         let audit_store: Arc<dyn AuditStore> = store.clone();
         let audit_log = AuditLog::spawn(audit_store, config.audit_log.clone());
+        let webhook_sender =
+            WebhookSender::new(config.webhooks.policy.clone(), config.webhooks.timeout);
         Self(Arc::new(Inner {
             admin_digest: admin_token.map(|t| token_digest(t.expose_secret())),
             keys,
@@ -157,6 +216,8 @@ impl AppState {
             metrics,
             http_metrics: HttpMetrics::default(),
             job_wakeup: JobWakeup::default(),
+            delivery_wakeup: JobWakeup::default(),
+            webhook_sender,
             audit_log,
         }))
     }

@@ -47,6 +47,20 @@ id_kind!(ConnectionKind, ConnectionId, "conn_", "connection");
 id_kind!(DataKeyKind, DataKeyId, "dek_", "data key");
 id_kind!(AuditEventKind, AuditEventId, "aud_", "audit event");
 id_kind!(JobKind, JobId, "job_", "job");
+id_kind!(
+    WebhookEndpointKind,
+    WebhookEndpointId,
+    "we_",
+    "webhook endpoint"
+);
+id_kind!(EventKind, EventId, "ev_", "event");
+id_kind!(
+    SubscriptionKind,
+    SubscriptionId,
+    "esub_",
+    "event subscription"
+);
+id_kind!(DeliveryKind, DeliveryId, "dlv_", "event delivery");
 
 /// Length of the encoded part of an id (128 bits in base32).
 pub const ENCODED_LEN: usize = 26;

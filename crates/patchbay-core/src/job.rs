@@ -24,6 +24,42 @@ pub mod kinds {
     /// retried with backoff until Stripe confirms. Subject: the connection
     /// (or, for a grant never stored, a fresh id with the account in the payload).
     pub const CONNECT_DEAUTHORIZE: &str = "connect.deauthorize";
+    /// Deliver one event to one subscription (Standard Webhooks), retried
+    /// with backoff; run by the delivery worker. Subject: the delivery.
+    pub const WEBHOOK_DELIVER: &str = "webhook.deliver";
+    /// Delete events older than the retention period; recurring, one for the
+    /// whole deployment. Subject: [`super::SYSTEM_SUBJECT`].
+    pub const EVENTS_PURGE: &str = "events.purge";
+}
+
+/// Which kinds of job a claim takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KindFilter {
+    /// Every kind.
+    #[default]
+    All,
+    /// Only this kind.
+    Only(&'static str),
+    /// Every kind but this one.
+    Except(&'static str),
+}
+
+impl KindFilter {
+    /// The one kind taken, if the filter names one.
+    pub fn only(self) -> Option<&'static str> {
+        match self {
+            Self::Only(kind) => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// The one kind left out, if the filter names one.
+    pub fn except(self) -> Option<&'static str> {
+        match self {
+            Self::Except(kind) => Some(kind),
+            _ => None,
+        }
+    }
 }
 
 /// The subject of jobs that concern the whole deployment.
@@ -200,4 +236,6 @@ pub struct ClaimRequest {
     pub lease_until: Timestamp,
     /// At most this many jobs.
     pub limit: u32,
+    /// Which kinds.
+    pub kinds: KindFilter,
 }

@@ -15,9 +15,13 @@ pub mod sealed;
 pub mod store;
 pub mod tenant;
 pub mod time;
+pub mod webhook;
 
 pub use error::{StoreError, ValidationError};
-pub use id::{ApiKeyId, AuditEventId, ConnectionId, DataKeyId, Id, JobId, TenantId};
+pub use id::{
+    ApiKeyId, AuditEventId, ConnectionId, DataKeyId, DeliveryId, EventId, Id, JobId,
+    SubscriptionId, TenantId, WebhookEndpointId,
+};
 pub use metadata::Metadata;
 pub use page::{Page, PageRequest};
 pub use store::Store;

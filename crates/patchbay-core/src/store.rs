@@ -23,9 +23,13 @@ use crate::connection::{
 use crate::job::{ClaimRequest, ClaimedJob, Job, JobOutcome, NewJob};
 use crate::sealed::{DataKeyRecord, MasterKeyCheck, Rewrap, SealedSecret};
 use crate::tenant::Tenant;
+use crate::webhook::{
+    AttemptRecord, Delivery, DeliveryAttempt, DeliveryWork, EndpointSecrets, Event, EventFilter,
+    EventInsert, NewDelivery, SecretRoll, Subscription, SubscriptionSecrets, WebhookEndpoint,
+};
 use crate::{
-    ApiKeyId, AuditEventId, ConnectionId, DataKeyId, JobId, Page, PageRequest, StoreError,
-    TenantId, Timestamp,
+    ApiKeyId, AuditEventId, ConnectionId, DataKeyId, DeliveryId, EventId, JobId, Page, PageRequest,
+    StoreError, SubscriptionId, TenantId, Timestamp, WebhookEndpointId,
 };
 
 /// Result of storage calls.
@@ -482,6 +486,176 @@ pub trait AuditStore: Send + Sync {
     ) -> StoreResult<Page<AuditEvent>>;
 }
 
+/// Webhook endpoints: where Stripe posts a tenant's events.
+#[async_trait]
+pub trait WebhookEndpointStore: Send + Sync {
+    /// Stores a new endpoint with its sealed signing secret.
+    async fn create_webhook_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        data_key_id: DataKeyId,
+        secret: &SealedSecret,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// One endpoint of the tenant.
+    async fn get_webhook_endpoint(
+        &self,
+        tenant: TenantId,
+        id: WebhookEndpointId,
+    ) -> StoreResult<Option<WebhookEndpoint>>;
+    /// The tenant's endpoints (of one connection, if given), newest first.
+    async fn list_webhook_endpoints(
+        &self,
+        tenant: TenantId,
+        connection: Option<ConnectionId>,
+        page: &PageRequest<WebhookEndpointId>,
+    ) -> StoreResult<Page<WebhookEndpoint>>;
+    /// Replaces the event list and description (`updated_at` set to the given record's).
+    async fn update_webhook_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<WebhookEndpoint>>;
+    /// Replaces the signing secret, keeping (or dropping) the current one as
+    /// the previous.
+    async fn roll_webhook_endpoint_secret(
+        &self,
+        tenant: TenantId,
+        id: WebhookEndpointId,
+        roll: &SecretRoll,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<WebhookEndpoint>>;
+    /// Deletes an endpoint (its events stay, detached). False if absent.
+    async fn delete_webhook_endpoint(
+        &self,
+        tenant: TenantId,
+        id: WebhookEndpointId,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// An endpoint with its secrets, by id alone: the public route's lookup,
+    /// before the signature (its only credential) is checked. A previous
+    /// secret is returned only while unexpired at `now`.
+    async fn system_webhook_endpoint_secrets(
+        &self,
+        id: WebhookEndpointId,
+        now: Timestamp,
+    ) -> StoreResult<Option<EndpointSecrets>>;
+}
+
+/// Events, their deliveries and the attempt log.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores an event and its deliveries (with their jobs) in one
+    /// transaction. A Stripe event the endpoint already stored writes nothing.
+    /// Deliveries to subscriptions deleted or disabled meanwhile are skipped.
+    async fn insert_event(
+        &self,
+        event: &Event,
+        deliveries: &[NewDelivery],
+    ) -> StoreResult<EventInsert>;
+    /// One event of the tenant.
+    async fn get_event(&self, tenant: TenantId, id: EventId) -> StoreResult<Option<Event>>;
+    /// The tenant's events, newest first.
+    async fn list_events(
+        &self,
+        tenant: TenantId,
+        filter: &EventFilter,
+        page: &PageRequest<EventId>,
+    ) -> StoreResult<Page<Event>>;
+    /// Deletes up to `limit` events received before `before` (their
+    /// deliveries with them), across tenants; returns how many.
+    async fn system_purge_events(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
+    /// Queues new deliveries of a stored event (a redelivery). Skips
+    /// subscriptions gone or disabled. Returns the deliveries created.
+    async fn create_deliveries(
+        &self,
+        tenant: TenantId,
+        event: EventId,
+        deliveries: &[NewDelivery],
+    ) -> StoreResult<Vec<Delivery>>;
+    /// An event's deliveries with their attempts, oldest first.
+    async fn list_deliveries(
+        &self,
+        tenant: TenantId,
+        event: EventId,
+    ) -> StoreResult<Vec<(Delivery, Vec<DeliveryAttempt>)>>;
+    /// What an attempt needs: the delivery, its event, its subscription with
+    /// secrets (a previous secret only while unexpired at `now`).
+    async fn delivery_work(
+        &self,
+        tenant: TenantId,
+        id: DeliveryId,
+        now: Timestamp,
+    ) -> StoreResult<Option<DeliveryWork>>;
+    /// Records an attempt (log row, delivery status, subscription health)
+    /// and ends the job's attempt with `outcome`, in one transaction, only
+    /// while `lease_token` is the job's lease. False (nothing written) if the
+    /// lease was lost.
+    async fn record_delivery_attempt(
+        &self,
+        record: &AttemptRecord,
+        job: JobId,
+        lease_token: Uuid,
+        outcome: &JobOutcome,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+}
+
+/// Event subscriptions: where the tenant wants events delivered.
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
+    /// Stores a new subscription with its sealed secret.
+    async fn create_subscription(
+        &self,
+        subscription: &Subscription,
+        data_key_id: DataKeyId,
+        secret: &SealedSecret,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// One subscription of the tenant.
+    async fn get_subscription(
+        &self,
+        tenant: TenantId,
+        id: SubscriptionId,
+    ) -> StoreResult<Option<Subscription>>;
+    /// The tenant's subscriptions, newest first.
+    async fn list_subscriptions(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest<SubscriptionId>,
+    ) -> StoreResult<Page<Subscription>>;
+    /// Every enabled subscription of the tenant (to route an event).
+    async fn enabled_subscriptions(&self, tenant: TenantId) -> StoreResult<Vec<Subscription>>;
+    /// Replaces url, events, description, status, reason and failure run.
+    async fn update_subscription(
+        &self,
+        subscription: &Subscription,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Subscription>>;
+    /// Replaces the secret, keeping (or dropping) the current one as the previous.
+    async fn roll_subscription_secret(
+        &self,
+        tenant: TenantId,
+        id: SubscriptionId,
+        roll: &SecretRoll,
+        audit: &AuditEvent,
+    ) -> StoreResult<Option<Subscription>>;
+    /// Deletes a subscription and its deliveries. False if absent.
+    async fn delete_subscription(
+        &self,
+        tenant: TenantId,
+        id: SubscriptionId,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// The subscription with its sealed secrets (for tests and tools).
+    async fn subscription_secrets(
+        &self,
+        tenant: TenantId,
+        id: SubscriptionId,
+        now: Timestamp,
+    ) -> StoreResult<Option<SubscriptionSecrets>>;
+}
+
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -501,6 +675,9 @@ pub trait Store:
     + ConnectStore
     + AuditStore
     + JobStore
+    + WebhookEndpointStore
+    + EventStore
+    + SubscriptionStore
     + std::fmt::Debug
 {
     /// The database in use.

@@ -53,31 +53,11 @@ for_each_engine! {
                 .rows_affected();
             Ok(inserted == 1)
         }
-    }
 
-    #[async_trait]
-    impl JobStore for Engine {
-        async fn enqueue_job(&self, job: &NewJob) -> StoreResult<bool> {
-            let mut conn = self.writer().acquire().await.map_err(map)?;
-            Engine::insert_job(&mut conn, job, patchbay_core::time::now()).await
-        }
-
-        async fn system_claim_jobs(&self, claim: &ClaimRequest) -> StoreResult<Vec<ClaimedJob>> {
-            sqlx::query(BURY_EXHAUSTED)
-                .bind(DbTime(claim.now))
-                .execute(self.writer())
-                .await
-                .map_err(map)?;
-            let token = Uuid::new_v4();
-            let rows = self.claim_due_jobs(claim, token).await?;
-            Ok(convert::<JobRow, Job>(rows)?
-                .into_iter()
-                .map(|job| ClaimedJob { job, lease_token: token })
-                .collect())
-        }
-
-        async fn finish_job(
-            &self,
+        /// Ends a job's attempt on `conn` (inside the caller's transaction,
+        /// if any), only while `lease_token` is its lease. True if applied.
+        pub(crate) async fn finish_job_on(
+            conn: &mut <Db as sqlx::Database>::Connection,
             id: JobId,
             lease_token: Uuid,
             outcome: &JobOutcome,
@@ -118,11 +98,44 @@ for_each_engine! {
                 }
             }
             let finished = query
-                .execute(self.writer())
+                .execute(conn)
                 .await
                 .map_err(map)?
                 .rows_affected();
             Ok(finished == 1)
+        }
+    }
+
+    #[async_trait]
+    impl JobStore for Engine {
+        async fn enqueue_job(&self, job: &NewJob) -> StoreResult<bool> {
+            let mut conn = self.writer().acquire().await.map_err(map)?;
+            Engine::insert_job(&mut conn, job, patchbay_core::time::now()).await
+        }
+
+        async fn system_claim_jobs(&self, claim: &ClaimRequest) -> StoreResult<Vec<ClaimedJob>> {
+            sqlx::query(BURY_EXHAUSTED)
+                .bind(DbTime(claim.now))
+                .execute(self.writer())
+                .await
+                .map_err(map)?;
+            let token = Uuid::new_v4();
+            let rows = self.claim_due_jobs(claim, token).await?;
+            Ok(convert::<JobRow, Job>(rows)?
+                .into_iter()
+                .map(|job| ClaimedJob { job, lease_token: token })
+                .collect())
+        }
+
+        async fn finish_job(
+            &self,
+            id: JobId,
+            lease_token: Uuid,
+            outcome: &JobOutcome,
+            now: Timestamp,
+        ) -> StoreResult<bool> {
+            let mut conn = self.writer().acquire().await.map_err(map)?;
+            Engine::finish_job_on(&mut conn, id, lease_token, outcome, now).await
         }
 
         async fn release_job(

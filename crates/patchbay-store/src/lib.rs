@@ -32,15 +32,19 @@ mod postgres;
 mod rows;
 mod sqlite;
 mod types;
+mod webhook_rows;
 
 mod api_keys;
 mod audit;
 mod connect;
 mod connections;
+mod events;
 mod health;
 mod jobs;
 mod keyring;
+mod subscriptions;
 mod tenants;
+mod webhook_endpoints;
 
 use std::sync::Arc;
 use std::time::Duration;

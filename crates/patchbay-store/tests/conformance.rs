@@ -1247,6 +1247,7 @@ fn claim_at(owner: &str, at: Timestamp, lease_secs: i64, limit: u32) -> ClaimReq
         now: at,
         lease_until: add_seconds(at, lease_secs),
         limit,
+        kinds: patchbay_core::job::KindFilter::All,
     }
 }
 

@@ -18,6 +18,7 @@ mod response;
 mod retry;
 mod test_call;
 mod version;
+pub mod webhook;
 
 pub use account::{
     AccountChange, AccountRefusal, MAX_ACCOUNT_ID_TAIL, MAX_ACCOUNT_NAME_CHARS, check_rotation,

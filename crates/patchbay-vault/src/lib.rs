@@ -17,6 +17,7 @@ pub mod key_hash;
 mod keyring;
 pub mod rotation;
 pub mod session_token;
+pub mod standard_webhooks;
 mod startup;
 
 pub use api_token::ApiToken;

@@ -51,6 +51,19 @@ CONFIGURATION
                                    bounded by the file-descriptor limit) [4096]
   PATCHBAY_MAX_CONNECTIONS_PER_TENANT  most connections one tenant may have [1000]
   PATCHBAY_MAX_API_KEYS_PER_TENANT     most unrevoked API keys one tenant may have [100]
+  PATCHBAY_PUBLIC_URL              public base URL of webhook endpoints' url [the request's host]
+  PATCHBAY_WEBHOOK_TOLERANCE       accepted age of a Stripe webhook signature [5m]
+  PATCHBAY_WEBHOOK_MAX_BODY_BYTES  largest Stripe event body [1048576]
+  PATCHBAY_EVENT_RETENTION         how long stored events are kept [30d]
+  PATCHBAY_WEBHOOK_RETRY_BASE      first retry delay of a failed delivery, doubling [30s]
+  PATCHBAY_WEBHOOK_RETRY_MAX       longest retry delay of a delivery [6h]
+  PATCHBAY_WEBHOOK_RETRY_WINDOW    how long a delivery is retried [72h]
+  PATCHBAY_WEBHOOK_DISABLE_AFTER   failing time after which a subscription is disabled [72h]
+  PATCHBAY_WEBHOOK_TIMEOUT         longest a delivery request may take [10s]
+  PATCHBAY_WEBHOOK_CONCURRENCY     deliveries made at once per replica [32]
+  PATCHBAY_WEBHOOK_ALLOW_INSECURE_LOOPBACK  http and loopback receivers: auto (on SQLite only),
+                                   true or false [auto]
+  PATCHBAY_WEBHOOK_ALLOWED_NETWORKS  private networks deliveries may reach, CIDRs []
 ";
 
 /// Patchbay keeps tenants' Stripe connections in an encrypted vault, proves

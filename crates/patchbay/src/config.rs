@@ -113,6 +113,39 @@ pub struct Settings {
     /// Most unrevoked API keys per tenant.
     #[serde(deserialize_with = "number")]
     pub max_api_keys_per_tenant: u64,
+    /// How far a Stripe webhook signature's timestamp may be from now.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub webhook_tolerance: Duration,
+    /// Largest Stripe event body accepted.
+    #[serde(deserialize_with = "number")]
+    pub webhook_max_body_bytes: usize,
+    /// How long stored events are kept.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub event_retention: Duration,
+    /// First retry delay of a failed delivery (doubling, with jitter).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub webhook_retry_base: Duration,
+    /// Longest retry delay of a delivery.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub webhook_retry_max: Duration,
+    /// How long a delivery is retried before it fails for good.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub webhook_retry_window: Duration,
+    /// How long a subscription may fail every delivery before it is disabled.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub webhook_disable_after: Duration,
+    /// Longest a delivery request may take.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub webhook_timeout: Duration,
+    /// Deliveries made at once by one replica.
+    #[serde(deserialize_with = "number")]
+    pub webhook_concurrency: usize,
+    /// Plain-http and loopback receivers (development); `auto`: allowed on SQLite only.
+    pub webhook_allow_insecure_loopback: String,
+    /// Networks deliveries may reach although private, comma-separated CIDRs.
+    pub webhook_allowed_networks: String,
+    /// The public base URL shown in webhook endpoints' `url`.
+    pub public_url: Option<url::Url>,
 }
 
 #[derive(Serialize)]
@@ -146,6 +179,17 @@ struct Defaults {
     max_connections: usize,
     max_connections_per_tenant: u64,
     max_api_keys_per_tenant: u64,
+    webhook_tolerance: &'static str,
+    webhook_max_body_bytes: usize,
+    event_retention: &'static str,
+    webhook_retry_base: &'static str,
+    webhook_retry_max: &'static str,
+    webhook_retry_window: &'static str,
+    webhook_disable_after: &'static str,
+    webhook_timeout: &'static str,
+    webhook_concurrency: usize,
+    webhook_allow_insecure_loopback: &'static str,
+    webhook_allowed_networks: &'static str,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -178,6 +222,17 @@ const DEFAULTS: Defaults = Defaults {
     max_connections: 4096,
     max_connections_per_tenant: 1000,
     max_api_keys_per_tenant: 100,
+    webhook_tolerance: "5m",
+    webhook_max_body_bytes: 1024 * 1024,
+    event_retention: "30d",
+    webhook_retry_base: "30s",
+    webhook_retry_max: "6h",
+    webhook_retry_window: "72h",
+    webhook_disable_after: "72h",
+    webhook_timeout: "10s",
+    webhook_concurrency: 32,
+    webhook_allow_insecure_loopback: "auto",
+    webhook_allowed_networks: "",
 };
 
 /// Settings that may come from a file instead of a variable.
@@ -338,7 +393,52 @@ impl Settings {
             ));
         }
         self.proxy_forward_header_names()?;
+        self.webhook_allowed_network_list()?;
+        if !matches!(
+            self.webhook_allow_insecure_loopback.as_str(),
+            "auto" | "true" | "false"
+        ) {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_WEBHOOK_ALLOW_INSECURE_LOOPBACK must be auto, true or false".into(),
+            ));
+        }
+        if self.webhook_tolerance < Duration::from_secs(1)
+            || self.webhook_retry_base < Duration::from_millis(100)
+            || self.webhook_retry_max < self.webhook_retry_base
+            || self.webhook_timeout.is_zero()
+            || self.webhook_concurrency == 0
+            || self.event_retention < Duration::from_secs(60)
+            || self.webhook_max_body_bytes < 1024
+        {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_WEBHOOK_TOLERANCE must be at least 1s, PATCHBAY_WEBHOOK_RETRY_BASE at least 100ms and at most PATCHBAY_WEBHOOK_RETRY_MAX, PATCHBAY_WEBHOOK_TIMEOUT and PATCHBAY_WEBHOOK_CONCURRENCY more than 0, PATCHBAY_EVENT_RETENTION at least 1m and PATCHBAY_WEBHOOK_MAX_BODY_BYTES at least 1024".into(),
+            ));
+        }
+        if let Some(url) = &self.public_url
+            && (!matches!(url.scheme(), "http" | "https") || url.query().is_some())
+        {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_PUBLIC_URL must be an http(s) URL such as https://patchbay.example.com"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The networks deliveries may reach although private.
+    pub fn webhook_allowed_network_list(
+        &self,
+    ) -> Result<Vec<patchbay_api::services::webhook_sender::IpNetwork>, ConfigError> {
+        self.webhook_allowed_networks
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                n.parse().map_err(|e: String| {
+                    ConfigError::Invalid(format!("PATCHBAY_WEBHOOK_ALLOWED_NETWORKS: {e}"))
+                })
+            })
+            .collect()
     }
 
     /// The extra headers the proxy forwards: valid names, lower case, never
@@ -456,6 +556,29 @@ mod tests {
         assert_eq!(s.stripe_interactive_deadline, Duration::from_secs(10));
         assert_eq!(s.max_connections_per_tenant, 1000);
         assert_eq!(s.max_api_keys_per_tenant, 100);
+        assert_eq!(s.webhook_tolerance, Duration::from_secs(300));
+        assert_eq!(s.event_retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(s.webhook_retry_window, Duration::from_secs(72 * 3600));
+    }
+
+    #[test]
+    fn webhook_settings_are_checked() {
+        let s = load(&[
+            ("PATCHBAY_WEBHOOK_ALLOWED_NETWORKS", "10.0.0.0/8, fd00::/8"),
+            ("PATCHBAY_WEBHOOK_RETRY_BASE", "1s"),
+            ("PATCHBAY_PUBLIC_URL", "https://patchbay.example.com"),
+        ])
+        .unwrap();
+        assert_eq!(s.webhook_allowed_network_list().unwrap().len(), 2);
+        for (name, value) in [
+            ("PATCHBAY_WEBHOOK_ALLOWED_NETWORKS", "10.0.0.0/40"),
+            ("PATCHBAY_WEBHOOK_ALLOW_INSECURE_LOOPBACK", "maybe"),
+            ("PATCHBAY_WEBHOOK_TOLERANCE", "0s"),
+            ("PATCHBAY_WEBHOOK_CONCURRENCY", "0"),
+        ] {
+            let err = load(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use patchbay_api::services::jobs::JobSettings;
+use patchbay_api::services::webhook_sender::OutboundPolicy;
+use patchbay_api::state::WebhookSettings;
 use patchbay_api::{ApiConfig, AppState};
 use patchbay_core::Store;
 use patchbay_store::{PoolSettings, is_postgres_url};
@@ -285,6 +287,31 @@ pub fn api_config(settings: &Settings) -> ApiConfig {
         // Checked when the settings were loaded.
         proxy_forward_headers: settings.proxy_forward_header_names().unwrap_or_default(),
         session_ttl: settings.session_ttl,
+        webhooks: WebhookSettings {
+            tolerance: settings.webhook_tolerance,
+            max_body_bytes: settings.webhook_max_body_bytes,
+            retention: settings.event_retention,
+            retry_base: settings.webhook_retry_base,
+            retry_max: settings.webhook_retry_max,
+            retry_window: settings.webhook_retry_window,
+            disable_after: settings.webhook_disable_after,
+            timeout: settings.webhook_timeout,
+            concurrency: settings.webhook_concurrency,
+            policy: OutboundPolicy {
+                allow_insecure_loopback: match settings.webhook_allow_insecure_loopback.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    // Development: the embedded SQLite default.
+                    _ => settings
+                        .database_url
+                        .as_ref()
+                        .is_none_or(|u| !is_postgres_url(u.expose_secret())),
+                },
+                // Checked when the settings were loaded.
+                allowed_networks: settings.webhook_allowed_network_list().unwrap_or_default(),
+            },
+            public_url: settings.public_url.as_ref().map(|u| u.as_str().to_owned()),
+        },
         ..ApiConfig::default()
     }
 }

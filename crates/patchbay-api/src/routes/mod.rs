@@ -13,12 +13,15 @@ mod audit;
 mod common;
 mod connect_sessions;
 mod connections;
+mod events;
 mod health;
 mod integrations;
 mod oauth;
 mod proxy;
 mod settings;
+mod subscriptions;
 mod tenants;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -56,6 +59,7 @@ use crate::state::AppState;
         (name = "actions", description = "Typed Stripe actions (stripe.createCustomer, …): the catalogue with JSON Schemas, calls through a connection, and each connection's capabilities."),
         (name = "proxy", description = "The raw proxy: any Stripe endpoint through a connection, Stripe's answer verbatim; also at /v1/* and /v2/* for a key bound to one connection."),
         (name = "oauth", description = "Stripe Connect OAuth: the tenant's platform, the authorize URL, Stripe's callback, and connect sessions for browsers."),
+        (name = "webhooks", description = "Webhooks: Stripe's signed events in (endpoints, verified, stored once), and deliveries out to your subscriptions in the Standard Webhooks format, with retries and an attempt log."),
         (name = "audit", description = "Who did what, when."),
         (name = "admin", description = "Platform admin: master-key status."),
         (name = "health", description = "Liveness, readiness and metrics."),
@@ -133,6 +137,33 @@ fn management() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(connect_sessions::create_connect_session))
         .routes(routes!(settings::get_settings, settings::put_settings))
+        .routes(routes!(
+            webhooks::create_connection_endpoint,
+            webhooks::list_connection_endpoints
+        ))
+        .routes(routes!(webhooks::create_platform_endpoint))
+        .routes(routes!(webhooks::list_endpoints))
+        .routes(routes!(
+            webhooks::get_endpoint,
+            webhooks::update_endpoint,
+            webhooks::delete_endpoint
+        ))
+        .routes(routes!(webhooks::roll_endpoint_secret))
+        .routes(routes!(events::list_connection_events))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::get_event))
+        .routes(routes!(events::list_deliveries))
+        .routes(routes!(events::redeliver))
+        .routes(routes!(
+            subscriptions::create_subscription,
+            subscriptions::list_subscriptions
+        ))
+        .routes(routes!(
+            subscriptions::get_subscription,
+            subscriptions::update_subscription,
+            subscriptions::delete_subscription
+        ))
+        .routes(routes!(subscriptions::roll_subscription_secret))
         .routes(routes!(audit::list_audit_events))
         .routes(routes!(admin::key_status))
 }
@@ -166,12 +197,19 @@ fn public() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(oauth::callback))
 }
 
+/// Stripe's webhook posts: the signature over the raw body authenticates
+/// them; a body limit of their own.
+fn stripe_webhooks() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(webhooks::receive_stripe))
+}
+
 fn documented() -> OpenApiRouter<AppState> {
     operations()
         .merge(management())
         .merge(browser())
         .merge(proxy_routes())
         .merge(public())
+        .merge(stripe_webhooks())
 }
 
 /// Paths of the browser routes, for their CORS preflight.
@@ -237,6 +275,7 @@ pub fn app(state: AppState) -> Router {
     }
     let (public, _) = public().split_for_parts();
     let (proxy, _) = proxy_routes().split_for_parts();
+    let (intake, _) = stripe_webhooks().split_for_parts();
     let max_body = state.config.max_body_bytes;
     let timeout = state.config.request_timeout;
     operations
@@ -248,6 +287,7 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(proxy.route_layer(caller(Surface::Proxy)))
         .merge(public)
+        .merge(intake.route_layer(DefaultBodyLimit::max(state.config.webhooks.max_body_bytes)))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(

@@ -27,7 +27,16 @@ pub fn spawn(state: AppState) -> Background {
     let tasks = vec![
         tokio::spawn(flush_usage(state.clone(), stopped.clone())),
         tokio::spawn(metrics_upkeep(state.clone(), stopped.clone())),
-        tokio::spawn(super::jobs::run(state.clone(), stopped)),
+        tokio::spawn(super::jobs::run(
+            state.clone(),
+            stopped.clone(),
+            super::jobs::Lane::General,
+        )),
+        tokio::spawn(super::jobs::run(
+            state.clone(),
+            stopped,
+            super::jobs::Lane::Deliveries,
+        )),
     ];
     Background { stop, tasks, state }
 }

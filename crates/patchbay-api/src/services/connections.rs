@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use patchbay_core::connect::{ConnectionSecret, SecretRole, SessionUse};
 use patchbay_core::connection::{
     AccountDetails, AuthMethod, Connection, ConnectionDetails, ConnectionFilter, ConnectionStatus,
-    Provider, validate_external_id,
+    LastError, Provider, ValidationRecord, validate_external_id,
 };
 use patchbay_core::metadata::MetadataPatch;
 use patchbay_core::store::{NewConnection, SecretRotation, Updated};
 use patchbay_core::tenant::validate_name;
 use patchbay_core::time::{add_seconds, now};
+use patchbay_core::webhook::types;
 use patchbay_core::{
     ConnectionId, Metadata, Page, PageRequest, StoreError, TenantId, ValidationError,
 };
@@ -254,6 +255,8 @@ pub async fn create(
     if next_validation_at <= at {
         state.job_wakeup.wake();
     }
+    super::events::emit_connection(state, types::CONNECTION_CREATED, &new.connection, json!({}))
+        .await;
     Ok(new.connection)
 }
 
@@ -360,20 +363,76 @@ pub async fn delete(
     id: ConnectionId,
 ) -> Result<super::oauth::Disconnect, ServiceError> {
     let current = get(state, tenant, id).await?;
-    if current.auth_method == AuthMethod::Oauth {
-        return super::oauth::disconnect(state, ctx, tenant, &current).await;
-    }
-    let event = ctx.event(
-        tenant,
-        "connection.deleted",
-        id,
-        json!({"key_hint": current.key_hint}),
-    );
-    if state.store.delete_connection(tenant, id, &event).await? {
-        Ok(super::oauth::Disconnect::Deleted)
+    let outcome = if current.auth_method == AuthMethod::Oauth {
+        super::oauth::disconnect(state, ctx, tenant, &current).await?
     } else {
-        Err(not_found(id))
+        let event = ctx.event(
+            tenant,
+            "connection.deleted",
+            id,
+            json!({"key_hint": current.key_hint}),
+        );
+        if !state.store.delete_connection(tenant, id, &event).await? {
+            return Err(not_found(id));
+        }
+        super::oauth::Disconnect::Deleted
+    };
+    match &outcome {
+        super::oauth::Disconnect::Deleted => {
+            super::events::emit_connection(state, types::CONNECTION_DELETED, &current, json!({}))
+                .await;
+        }
+        super::oauth::Disconnect::Pending(updated) => {
+            super::events::emit_status_change(state, &current, updated).await;
+        }
     }
+    Ok(outcome)
+}
+
+/// Marks a connection `revoked` with why (Stripe told Patchbay the access is
+/// gone), unless it is already revoked or being disconnected. True if changed.
+pub async fn mark_revoked(
+    state: &AppState,
+    tenant: TenantId,
+    id: ConnectionId,
+    code: &str,
+    message: &str,
+) -> Result<bool, ServiceError> {
+    let Some(before) = state.store.get_connection(tenant, id).await? else {
+        return Ok(false);
+    };
+    if matches!(
+        before.status,
+        ConnectionStatus::Revoked | ConnectionStatus::Revoking
+    ) {
+        return Ok(false);
+    }
+    let record = ValidationRecord {
+        status: ConnectionStatus::Revoked,
+        account: None,
+        missing_permissions: before.missing_permissions.clone(),
+        validated_at: now(),
+        last_error: Some(LastError {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            stripe_request_id: None,
+        }),
+    };
+    let event = AuditContext::system().event(
+        tenant,
+        "connection.revoked",
+        id,
+        json!({"reason": code, "previous_status": before.status}),
+    );
+    let Some(after) = state
+        .store
+        .record_validation(tenant, id, &record, Some(&event))
+        .await?
+    else {
+        return Ok(false);
+    };
+    super::events::emit_status_change(state, &before, &after).await;
+    Ok(true)
 }
 
 /// Why a validation runs.
@@ -429,6 +488,7 @@ pub async fn validate(
         .record_validation(tenant, id, &record, event.as_ref())
         .await?
         .ok_or_else(|| not_found(id))?;
+    super::events::emit_status_change(state, conn, &recorded).await;
     if trigger == Trigger::Request {
         // The schedule normally exists since creation; a request re-creates it
         // if its job ever died (a no-op while one is pending).

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use patchbay_core::job::{
-    ClaimRequest, ClaimedJob, Job, JobOutcome, NewJob, SYSTEM_SUBJECT, kinds,
+    ClaimRequest, ClaimedJob, Job, JobOutcome, KindFilter, NewJob, SYSTEM_SUBJECT, kinds,
 };
 use patchbay_core::time::{add_millis, now};
 use patchbay_core::{ConnectionId, TenantId, Timestamp};
@@ -80,14 +80,19 @@ pub fn revalidation(tenant: TenantId, connection: ConnectionId, run_at: Timestam
 /// `base`, capped at `max`, with "equal jitter" (half fixed, half random) so
 /// that jobs failing together do not retry together.
 pub fn backoff(settings: &JobSettings, attempt: u32, random: f64) -> Duration {
-    let exp = settings
-        .backoff_base
+    backoff_between(settings.backoff_base, settings.backoff_max, attempt, random)
+}
+
+/// [`backoff`] from `base` up to `max`.
+pub fn backoff_between(base: Duration, max: Duration, attempt: u32, random: f64) -> Duration {
+    let exp = base
         .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)))
-        .min(settings.backoff_max);
+        .min(max);
     exp / 2 + exp.mul_f64(random.clamp(0.0, 1.0) / 2.0)
 }
 
-fn random_unit() -> f64 {
+/// A uniform random number in `[0, 1)`, for jitter.
+pub fn random_unit() -> f64 {
     let mut bytes = [0u8; 8];
     // Jitter only: a failed read of the OS source falls back to no jitter.
     let _ = getrandom::fill(&mut bytes);
@@ -101,6 +106,45 @@ pub async fn ensure_recurring(state: &AppState) {
     if let Err(e) = state.store.enqueue_job(&job).await {
         warn!(error = %e, "could not schedule the purge of expired previous keys");
     }
+    let job = NewJob::new(kinds::EVENTS_PURGE, SYSTEM_SUBJECT, now());
+    if let Err(e) = state.store.enqueue_job(&job).await {
+        warn!(error = %e, "could not schedule the purge of events past their retention");
+    }
+}
+
+/// Which jobs a worker loop runs: webhook deliveries have a loop of their
+/// own, with their own concurrency, so a burst of them never delays the
+/// other jobs (and the other way round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Every job but deliveries.
+    General,
+    /// `webhook.deliver` jobs.
+    Deliveries,
+}
+
+impl Lane {
+    fn kinds(self) -> KindFilter {
+        match self {
+            Self::General => KindFilter::Except(kinds::WEBHOOK_DELIVER),
+            Self::Deliveries => KindFilter::Only(kinds::WEBHOOK_DELIVER),
+        }
+    }
+
+    fn concurrency(self, state: &AppState) -> usize {
+        match self {
+            Self::General => state.config.jobs.concurrency,
+            Self::Deliveries => state.config.webhooks.concurrency,
+        }
+        .max(1)
+    }
+
+    fn wakeup(self, state: &AppState) -> &JobWakeup {
+        match self {
+            Self::General => &state.job_wakeup,
+            Self::Deliveries => &state.delivery_wakeup,
+        }
+    }
 }
 
 /// How often the deployment-wide recurring jobs are re-ensured, so that one
@@ -111,13 +155,15 @@ const ENSURE_RECURRING_EVERY: Duration = Duration::from_secs(600);
 /// it can start at once (a claimed job's lease runs from the claim), and a job
 /// claimed but not started when the stop comes is released, not left to its
 /// lease. Each job runs in its own task, so a panic ends that job only.
-pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
-    ensure_recurring(&state).await;
+pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>, lane: Lane) {
+    if lane == Lane::General {
+        ensure_recurring(&state).await;
+    }
     let mut ensured_at = tokio::time::Instant::now();
     let settings = state.config.jobs.clone();
-    let limit = settings.concurrency.max(1);
+    let limit = lane.concurrency(&state);
     loop {
-        if ensured_at.elapsed() >= ENSURE_RECURRING_EVERY {
+        if lane == Lane::General && ensured_at.elapsed() >= ENSURE_RECURRING_EVERY {
             ensure_recurring(&state).await;
             ensured_at = tokio::time::Instant::now();
         }
@@ -131,6 +177,7 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
                 now: at,
                 lease_until: add_millis(at, settings.lease.as_millis()),
                 limit: limit as u32,
+                kinds: lane.kinds(),
             };
             let claimed = match state.store.system_claim_jobs(&claim).await {
                 Ok(claimed) => claimed,
@@ -162,7 +209,7 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(settings.poll_every) => {}
-            _ = state.job_wakeup.0.notified() => {}
+            _ = lane.wakeup(&state).0.notified() => {}
             _ = stopped.changed() => return,
         }
     }
@@ -182,6 +229,11 @@ async fn run_one(state: AppState, claimed: ClaimedJob) {
     let ClaimedJob { job, lease_token } = claimed;
     let state = &state;
     debug!(job = %job.id, kind = %job.kind, attempt = job.attempts, "running job");
+    if job.kind == kinds::WEBHOOK_DELIVER {
+        // A delivery records its attempt and its outcome in one transaction.
+        super::deliveries::run(state, &job, lease_token).await;
+        return;
+    }
     let outcome = dispatch(state, &job).await;
     if let JobOutcome::Retry { error, .. } | JobOutcome::Dead { error } = &outcome {
         warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %error, "job attempt failed");
@@ -211,6 +263,7 @@ pub async fn dispatch(state: &AppState, job: &Job) -> JobOutcome {
     let interval = match job.kind.as_str() {
         kinds::CONNECTION_REVALIDATE => Some(state.config.revalidate_every),
         kinds::PURGE_PREVIOUS_KEYS => Some(PURGE_EVERY),
+        kinds::EVENTS_PURGE => Some(EVENTS_PURGE_EVERY),
         _ => None,
     };
     settle(outcome, job, interval, now())
@@ -226,6 +279,31 @@ fn settle(outcome: JobOutcome, job: &Job, interval: Option<Duration>, at: Timest
             }
         }
         (outcome, _) => outcome,
+    }
+}
+
+/// How often events past their retention are looked for.
+const EVENTS_PURGE_EVERY: Duration = Duration::from_secs(600);
+/// Events deleted per statement, so a large purge never holds the writer long.
+const EVENTS_PURGE_BATCH: u32 = 1_000;
+
+/// Deletes events received before the retention period, in batches.
+async fn purge_events(state: &AppState) -> Result<u64, patchbay_core::StoreError> {
+    let retention = chrono::TimeDelta::from_std(state.config.webhooks.retention)
+        .unwrap_or(chrono::TimeDelta::MAX);
+    let Some(before) = now().checked_sub_signed(retention) else {
+        return Ok(0);
+    };
+    let mut total = 0;
+    loop {
+        let n = state
+            .store
+            .system_purge_events(before, EVENTS_PURGE_BATCH)
+            .await?;
+        total += n;
+        if n < u64::from(EVENTS_PURGE_BATCH) {
+            return Ok(total);
+        }
     }
 }
 
@@ -280,6 +358,17 @@ async fn attempt(state: &AppState, job: &Job) -> JobOutcome {
                 Err(e) => retry(e.to_string()),
             }
         }
+        kinds::EVENTS_PURGE => match purge_events(state).await {
+            Ok(n) => {
+                if n > 0 {
+                    info!(count = n, "deleted events past their retention");
+                }
+                JobOutcome::Reschedule {
+                    run_at: add_millis(now(), EVENTS_PURGE_EVERY.as_millis()),
+                }
+            }
+            Err(e) => retry(e.to_string()),
+        },
         other => JobOutcome::Dead {
             error: format!("unknown job kind '{other}' (written by a newer version?)"),
         },

@@ -691,6 +691,13 @@ async fn store_grant(
     if next <= at {
         state.job_wakeup.wake();
     }
+    super::events::emit_connection(
+        state,
+        patchbay_core::webhook::types::CONNECTION_CREATED,
+        &new.connection,
+        serde_json::json!({}),
+    )
+    .await;
     Ok(Connected {
         connection: new.connection,
         created: true,
@@ -1054,11 +1061,20 @@ pub async fn run_deauthorize_job(
         json!({"auth_method": "oauth", "stripe_account_id": account, "deauthorized": !shared}),
         None,
     );
-    state
+    let deleted = state
         .store
         .delete_connection(tenant, conn.id, &event)
         .await
         .map_err(|e| e.to_string())?;
+    if deleted {
+        super::events::emit_connection(
+            state,
+            patchbay_core::webhook::types::CONNECTION_DELETED,
+            &conn,
+            json!({}),
+        )
+        .await;
+    }
     info!(connection = %conn.id, deauthorized = !shared, "disconnected and deleted");
     Ok(())
 }

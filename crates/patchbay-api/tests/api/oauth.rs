@@ -548,6 +548,9 @@ async fn run_due_jobs(app: &TestApp) -> usize {
             now: at,
             lease_until: add_seconds(at, 60),
             limit: 100,
+            kinds: patchbay_core::job::KindFilter::Except(
+                patchbay_core::job::kinds::WEBHOOK_DELIVER,
+            ),
         })
         .await
         .unwrap();

@@ -103,8 +103,9 @@ impl SqliteStore {
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
              lease_token = $2, lease_expires_at = $3, updated_at = $4 \
              WHERE id IN (SELECT id FROM jobs \
-               WHERE (status = 'queued' AND run_at <= $4) \
-                  OR (status = 'running' AND lease_expires_at <= $4 AND attempts < max_attempts) \
+               WHERE ((status = 'queued' AND run_at <= $4) \
+                  OR (status = 'running' AND lease_expires_at <= $4 AND attempts < max_attempts)) \
+                 AND ($6 IS NULL OR kind = $6) AND ($7 IS NULL OR kind <> $7) \
                ORDER BY run_at LIMIT $5) \
              RETURNING {JOB_COLUMNS}"
         )))
@@ -113,6 +114,8 @@ impl SqliteStore {
         .bind(DbTime(claim.lease_until))
         .bind(DbTime(claim.now))
         .bind(i64::from(claim.limit))
+        .bind(claim.kinds.only())
+        .bind(claim.kinds.except())
         .fetch_all(&self.write)
         .await
         .map_err(map)
