@@ -448,6 +448,7 @@ pub struct ReceiptObject {
 /// secret, 300 s tolerance) before anything is stored. Each Stripe event is
 /// stored once per endpoint; repeats are acknowledged.
 #[utoipa::path(post, path = "/api/v1/webhooks/stripe/{endpoint_id}", tag = "webhooks",
+    security(()),
     params(("endpoint_id" = String, Path, description = "Webhook endpoint id (we_…)"),
         ("Stripe-Signature" = String, Header, description = "`t=<unix>,v1=<hex>`, as Stripe signs")),
     request_body(content = serde_json::Value, content_type = "application/json", description = "Stripe's event, verbatim"),

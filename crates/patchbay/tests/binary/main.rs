@@ -14,4 +14,5 @@ mod rotation_crash;
 mod shutdown;
 mod slow_clients;
 mod startup;
+mod webhooks;
 mod support;
