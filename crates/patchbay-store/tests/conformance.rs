@@ -3422,3 +3422,660 @@ conformance! {
         assert!(s.find_api_key_credential(key.id).await.unwrap().is_none());
     }
 }
+
+// ---- Webhooks: events, deliveries and their jobs ----
+
+mod webhooks_support {
+    use super::*;
+    use patchbay_core::webhook::{
+        DeliveryAttempt, Event, EventSource, NewDelivery, Subscription, SubscriptionStatus,
+        WebhookEndpoint,
+    };
+    use patchbay_core::{DeliveryId, EventId, SubscriptionId, WebhookEndpointId};
+
+    /// A platform endpoint of `tenant`, stored.
+    pub async fn endpoint(s: &dyn Store, tenant: TenantId, dk: &DataKeyRecord) -> WebhookEndpoint {
+        let at = now();
+        let e = WebhookEndpoint {
+            id: WebhookEndpointId::new(),
+            tenant_id: tenant,
+            connection_id: None,
+            livemode: false,
+            events: vec!["*".into()],
+            description: None,
+            secret_hint: "whsec_…abcd".into(),
+            previous_secret_expires_at: None,
+            created_at: at,
+            updated_at: at,
+        };
+        s.create_webhook_endpoint(
+            &e,
+            dk.id,
+            &SealedSecret(vec![7; 16]),
+            &audit(Some(tenant), "webhook_endpoint.created", &e.id.to_string()),
+        )
+        .await
+        .unwrap();
+        e
+    }
+
+    /// An enabled `*` subscription of `tenant`, stored.
+    pub async fn subscription(s: &dyn Store, tenant: TenantId, dk: &DataKeyRecord) -> Subscription {
+        let at = now();
+        let sub = Subscription {
+            id: SubscriptionId::new(),
+            tenant_id: tenant,
+            connection_id: None,
+            url: "https://hooks.example.com/patchbay".into(),
+            events: vec!["*".into()],
+            description: None,
+            status: SubscriptionStatus::Enabled,
+            disabled_reason: None,
+            failing_since: None,
+            secret_hint: "whsec_…Zm9v".into(),
+            previous_secret_expires_at: None,
+            created_at: at,
+            updated_at: at,
+        };
+        s.create_subscription(
+            &sub,
+            dk.id,
+            &SealedSecret(vec![9; 16]),
+            &audit(
+                Some(tenant),
+                "event_subscription.created",
+                &sub.id.to_string(),
+            ),
+        )
+        .await
+        .unwrap();
+        sub
+    }
+
+    /// A Stripe event of `tenant` through `endpoint`, received at `received_at`.
+    pub fn stripe_event(
+        tenant: TenantId,
+        endpoint: Option<WebhookEndpointId>,
+        stripe_id: Option<&str>,
+        received_at: Timestamp,
+    ) -> Event {
+        Event {
+            id: EventId::new(),
+            tenant_id: tenant,
+            source: if stripe_id.is_some() {
+                EventSource::Stripe
+            } else {
+                EventSource::Patchbay
+            },
+            endpoint_id: endpoint,
+            connection_id: None,
+            stripe_event_id: stripe_id.map(Into::into),
+            event_type: "invoice.paid".into(),
+            account: None,
+            livemode: false,
+            created: received_at,
+            received_at,
+            payload: format!(
+                "{{\"id\":\"{}\",\"type\":\"invoice.paid\"}}",
+                stripe_id.unwrap_or("patchbay")
+            ),
+        }
+    }
+
+    /// A delivery (with its job, due at `at`) to `subscription`.
+    pub fn delivery(tenant: TenantId, subscription: SubscriptionId, at: Timestamp) -> NewDelivery {
+        let id = DeliveryId::new();
+        NewDelivery {
+            id,
+            subscription_id: subscription,
+            job: NewJob::new(kinds::WEBHOOK_DELIVER, id.uuid(), at)
+                .for_tenant(tenant)
+                .max_attempts(1000),
+        }
+    }
+
+    /// The `webhook.deliver` jobs of a delivery.
+    pub async fn delivery_jobs(s: &dyn Store, id: DeliveryId) -> Vec<patchbay_core::job::Job> {
+        s.system_jobs_for_subject(kinds::WEBHOOK_DELIVER, id.uuid())
+            .await
+            .unwrap()
+    }
+
+    /// Claims the due `webhook.deliver` jobs at `at`.
+    pub async fn claim_deliveries(
+        s: &dyn Store,
+        at: Timestamp,
+    ) -> Vec<patchbay_core::job::ClaimedJob> {
+        s.system_claim_jobs(&ClaimRequest {
+            owner: "w".into(),
+            now: at,
+            lease_until: add_seconds(at, 60),
+            limit: 100,
+            kinds: patchbay_core::job::KindFilter::Only(kinds::WEBHOOK_DELIVER),
+        })
+        .await
+        .unwrap()
+    }
+
+    /// An attempt numbered `n` at `at`.
+    pub fn attempt(n: u32, at: Timestamp, status: Option<u16>) -> DeliveryAttempt {
+        DeliveryAttempt {
+            attempt: n,
+            attempted_at: at,
+            status_code: status,
+            duration_ms: 12,
+            error: None,
+            response_snippet: "nope".into(),
+        }
+    }
+}
+
+conformance! {
+    async fn an_event_is_stored_once_per_endpoint_with_its_deliveries_and_jobs(b) {
+        use patchbay_core::webhook::EventInsert;
+        use webhooks_support::*;
+        let s = b.store.as_ref();
+        let (t, dk) = tenant(s, "t").await;
+        let ep = endpoint(s, t.id, &dk).await;
+        let ep2 = endpoint(s, t.id, &dk).await;
+        let sub = subscription(s, t.id, &dk).await;
+        let at = now();
+
+        let first = stripe_event(t.id, Some(ep.id), Some("evt_1"), at);
+        let d1 = delivery(t.id, sub.id, at);
+        assert_eq!(
+            s.insert_event(&first, std::slice::from_ref(&d1)).await.unwrap(),
+            EventInsert::Stored { deliveries: vec![d1.id] }
+        );
+        assert_eq!(s.get_event(t.id, first.id).await.unwrap().as_ref(), Some(&first));
+        assert_eq!(delivery_jobs(s, d1.id).await.len(), 1);
+        let listed = s.list_deliveries(t.id, first.id).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0.id, d1.id);
+        assert_eq!(listed[0].0.status, patchbay_core::webhook::DeliveryStatus::Pending);
+        assert_eq!(listed[0].0.attempts, 0);
+        assert!(listed[0].1.is_empty());
+
+        // The same Stripe event again on the same endpoint: nothing written,
+        // the first event's id answered.
+        let again = stripe_event(t.id, Some(ep.id), Some("evt_1"), add_seconds(at, 1));
+        let d2 = delivery(t.id, sub.id, at);
+        assert_eq!(
+            s.insert_event(&again, std::slice::from_ref(&d2)).await.unwrap(),
+            EventInsert::Duplicate(first.id)
+        );
+        assert!(s.get_event(t.id, again.id).await.unwrap().is_none());
+        assert_eq!(b.rows("event_deliveries", "id", d2.id.uuid()).await, 0);
+        assert!(delivery_jobs(s, d2.id).await.is_empty());
+        assert_eq!(b.rows("events", "tenant_id", t.id.uuid()).await, 1);
+        assert_eq!(s.list_deliveries(t.id, first.id).await.unwrap().len(), 1);
+
+        // The same Stripe id through another endpoint is another event.
+        let other = stripe_event(t.id, Some(ep2.id), Some("evt_1"), at);
+        let d3 = delivery(t.id, sub.id, at);
+        assert_eq!(
+            s.insert_event(&other, std::slice::from_ref(&d3)).await.unwrap(),
+            EventInsert::Stored { deliveries: vec![d3.id] }
+        );
+        // Patchbay's own events (no endpoint, no Stripe id) never collide.
+        for _ in 0..2 {
+            let own = stripe_event(t.id, None, None, at);
+            assert!(matches!(
+                s.insert_event(&own, &[]).await.unwrap(),
+                EventInsert::Stored { deliveries } if deliveries.is_empty()
+            ));
+        }
+        assert_eq!(b.rows("events", "tenant_id", t.id.uuid()).await, 4);
+
+        // Another tenant sees none of it.
+        let (other_tenant, _) = tenant(s, "o").await;
+        assert!(s.get_event(other_tenant.id, first.id).await.unwrap().is_none());
+        assert!(s.list_deliveries(other_tenant.id, first.id).await.unwrap().is_empty());
+    }
+}
+
+conformance! {
+    async fn deliveries_skip_disabled_deleted_and_foreign_subscriptions(b) {
+        use patchbay_core::webhook::{EventInsert, SubscriptionStatus};
+        use webhooks_support::*;
+        let s = b.store.as_ref();
+        let (t, dk) = tenant(s, "t").await;
+        let (o, odk) = tenant(s, "o").await;
+        let ep = endpoint(s, t.id, &dk).await;
+        let enabled = subscription(s, t.id, &dk).await;
+        let mut disabled = subscription(s, t.id, &dk).await;
+        disabled.status = SubscriptionStatus::Disabled;
+        disabled.disabled_reason = Some("Disabled by the tenant.".into());
+        s.update_subscription(&disabled, &audit(Some(t.id), "event_subscription.updated", "s"))
+            .await
+            .unwrap()
+            .unwrap();
+        let deleted = subscription(s, t.id, &dk).await;
+        assert!(
+            s.delete_subscription(t.id, deleted.id, &audit(Some(t.id), "event_subscription.deleted", "s"))
+                .await
+                .unwrap()
+        );
+        let foreign = subscription(s, o.id, &odk).await;
+
+        let at = now();
+        let event = stripe_event(t.id, Some(ep.id), Some("evt_skip"), at);
+        let planned: Vec<_> = [enabled.id, disabled.id, deleted.id, foreign.id]
+            .into_iter()
+            .map(|sub| delivery(t.id, sub, at))
+            .collect();
+        assert_eq!(
+            s.insert_event(&event, &planned).await.unwrap(),
+            EventInsert::Stored { deliveries: vec![planned[0].id] }
+        );
+        assert_eq!(delivery_jobs(s, planned[0].id).await.len(), 1);
+        for skipped in &planned[1..] {
+            assert_eq!(b.rows("event_deliveries", "id", skipped.id.uuid()).await, 0);
+            assert!(delivery_jobs(s, skipped.id).await.is_empty(), "no job without its delivery");
+        }
+
+        // A redelivery follows the same rules.
+        let again: Vec<_> = [enabled.id, disabled.id, deleted.id, foreign.id]
+            .into_iter()
+            .map(|sub| delivery(t.id, sub, at))
+            .collect();
+        let created = s.create_deliveries(t.id, event.id, &again).await.unwrap();
+        assert_eq!(created.len(), 1);
+        assert_eq!(created[0].id, again[0].id);
+        assert_eq!(created[0].subscription_id, enabled.id);
+        assert_eq!(created[0].event_id, event.id);
+        assert_eq!(delivery_jobs(s, again[0].id).await.len(), 1);
+        for skipped in &again[1..] {
+            assert!(delivery_jobs(s, skipped.id).await.is_empty());
+        }
+        assert_eq!(s.list_deliveries(t.id, event.id).await.unwrap().len(), 2);
+        // Another tenant cannot add deliveries to this event.
+        let stray = delivery(o.id, foreign.id, at);
+        assert!(s.create_deliveries(o.id, event.id, std::slice::from_ref(&stray)).await.unwrap().is_empty());
+        assert!(delivery_jobs(s, stray.id).await.is_empty());
+
+        // Deleting the subscription deletes its deliveries.
+        assert!(
+            s.delete_subscription(t.id, enabled.id, &audit(Some(t.id), "event_subscription.deleted", "s"))
+                .await
+                .unwrap()
+        );
+        assert!(s.list_deliveries(t.id, event.id).await.unwrap().is_empty());
+        assert!(s.delivery_work(t.id, planned[0].id, now()).await.unwrap().is_none());
+    }
+}
+
+conformance! {
+    async fn an_attempt_is_recorded_only_under_the_jobs_lease(b) {
+        use patchbay_core::webhook::{AttemptRecord, DeliveryStatus, SubscriptionHealth};
+        use webhooks_support::*;
+        let s = b.store.as_ref();
+        let (t, dk) = tenant(s, "t").await;
+        let ep = endpoint(s, t.id, &dk).await;
+        let sub = subscription(s, t.id, &dk).await;
+        let at = now();
+        let event = stripe_event(t.id, Some(ep.id), Some("evt_lease"), at);
+        let d = delivery(t.id, sub.id, at);
+        s.insert_event(&event, std::slice::from_ref(&d)).await.unwrap();
+
+        let work = s.delivery_work(t.id, d.id, at).await.unwrap().unwrap();
+        assert_eq!(work.delivery.id, d.id);
+        assert_eq!(work.event, event);
+        assert_eq!(work.subscription.subscription.id, sub.id);
+        assert_eq!(work.subscription.secret, SealedSecret(vec![9; 16]));
+        assert!(work.subscription.previous.is_none());
+
+        let claimed = claim_deliveries(s, add_seconds(at, 1)).await;
+        assert_eq!(claimed.len(), 1);
+        let job = &claimed[0];
+        assert_eq!(job.job.subject, d.id.uuid());
+        let failed = AttemptRecord {
+            tenant_id: t.id,
+            delivery_id: d.id,
+            subscription_id: sub.id,
+            attempt: attempt(1, at, Some(500)),
+            status: DeliveryStatus::Pending,
+            next_attempt_at: Some(add_seconds(at, 30)),
+            health: SubscriptionHealth::Failed {
+                disable_if_failing_since: add_seconds(at, -3600),
+                reason: "failing".into(),
+            },
+        };
+        let retry = JobOutcome::Retry { run_at: add_seconds(at, 30), error: "HTTP 500".into() };
+
+        // A worker whose lease was lost writes nothing at all.
+        assert!(
+            !s.record_delivery_attempt(&failed, job.job.id, uuid::Uuid::new_v4(), &retry, at)
+                .await
+                .unwrap()
+        );
+        assert_eq!(b.rows("delivery_attempts", "delivery_id", d.id.uuid()).await, 0);
+        let (delivery, log) = s.list_deliveries(t.id, event.id).await.unwrap().remove(0);
+        assert_eq!(delivery.attempts, 0);
+        assert_eq!(delivery.status, DeliveryStatus::Pending);
+        assert!(delivery.last_status_code.is_none());
+        assert!(log.is_empty());
+        let unchanged = s.get_subscription(t.id, sub.id).await.unwrap().unwrap();
+        assert!(unchanged.failing_since.is_none());
+        let jobs = delivery_jobs(s, d.id).await;
+        assert_eq!(jobs[0].status, JobStatus::Running, "the job is still the holder's");
+
+        // The holder records: log row, delivery, subscription and job at once.
+        assert!(
+            s.record_delivery_attempt(&failed, job.job.id, job.lease_token, &retry, at)
+                .await
+                .unwrap()
+        );
+        let (delivery, log) = s.list_deliveries(t.id, event.id).await.unwrap().remove(0);
+        assert_eq!(delivery.attempts, 1);
+        assert_eq!(delivery.status, DeliveryStatus::Pending);
+        assert_eq!(delivery.last_status_code, Some(500));
+        assert_eq!(delivery.next_attempt_at, Some(add_seconds(at, 30)));
+        assert_eq!(log, vec![attempt(1, at, Some(500))]);
+        let jobs = delivery_jobs(s, d.id).await;
+        assert_eq!(jobs[0].status, JobStatus::Queued);
+        assert_eq!(jobs[0].run_at, add_seconds(at, 30));
+        assert_eq!(
+            s.get_subscription(t.id, sub.id).await.unwrap().unwrap().failing_since,
+            Some(at)
+        );
+        // The same token again (a duplicate finish) writes nothing.
+        assert!(
+            !s.record_delivery_attempt(&failed, job.job.id, job.lease_token, &retry, at)
+                .await
+                .unwrap()
+        );
+        assert_eq!(b.rows("delivery_attempts", "delivery_id", d.id.uuid()).await, 1);
+
+        // Delivered: the job ends, the failure run ends.
+        let claimed = claim_deliveries(s, add_seconds(at, 31)).await;
+        assert_eq!(claimed.len(), 1);
+        let ok = AttemptRecord {
+            attempt: attempt(2, add_seconds(at, 31), Some(204)),
+            status: DeliveryStatus::Succeeded,
+            next_attempt_at: None,
+            health: SubscriptionHealth::Delivered,
+            ..failed.clone()
+        };
+        assert!(
+            s.record_delivery_attempt(&ok, claimed[0].job.id, claimed[0].lease_token, &JobOutcome::Done, add_seconds(at, 31))
+                .await
+                .unwrap()
+        );
+        let (delivery, log) = s.list_deliveries(t.id, event.id).await.unwrap().remove(0);
+        assert_eq!(delivery.status, DeliveryStatus::Succeeded);
+        assert_eq!(delivery.attempts, 2);
+        assert!(delivery.next_attempt_at.is_none());
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[1].status_code, Some(204));
+        assert!(delivery_jobs(s, d.id).await.is_empty(), "a done job is gone");
+        assert!(s.get_subscription(t.id, sub.id).await.unwrap().unwrap().failing_since.is_none());
+    }
+}
+
+/// Claims the delivery's job at `at` and records attempt `n + 1` with
+/// `status` and `health`; returns the subscription after it.
+async fn record_attempt(
+    s: &dyn Store,
+    (tenant, delivery, subscription): (
+        TenantId,
+        patchbay_core::DeliveryId,
+        patchbay_core::SubscriptionId,
+    ),
+    n: &mut u32,
+    at: Timestamp,
+    status: patchbay_core::webhook::DeliveryStatus,
+    health: patchbay_core::webhook::SubscriptionHealth,
+) -> patchbay_core::webhook::Subscription {
+    use patchbay_core::webhook::{AttemptRecord, DeliveryStatus};
+    *n += 1;
+    let claimed = webhooks_support::claim_deliveries(s, at).await;
+    assert_eq!(claimed.len(), 1, "the delivery's job is due at {at}");
+    let outcome = if status == DeliveryStatus::Pending {
+        JobOutcome::Retry {
+            run_at: at,
+            error: "HTTP 500".into(),
+        }
+    } else {
+        JobOutcome::Done
+    };
+    let r = AttemptRecord {
+        tenant_id: tenant,
+        delivery_id: delivery,
+        subscription_id: subscription,
+        attempt: webhooks_support::attempt(*n, at, Some(500)),
+        status,
+        next_attempt_at: (status == DeliveryStatus::Pending).then_some(at),
+        health,
+    };
+    assert!(
+        s.record_delivery_attempt(&r, claimed[0].job.id, claimed[0].lease_token, &outcome, at)
+            .await
+            .unwrap()
+    );
+    s.get_subscription(tenant, subscription)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+conformance! {
+    async fn a_subscription_failing_past_the_cutoff_is_disabled_with_the_reason(b) {
+        use patchbay_core::webhook::{DeliveryStatus, SubscriptionHealth, SubscriptionStatus};
+        use webhooks_support::*;
+        let s = b.store.as_ref();
+        let (t, dk) = tenant(s, "t").await;
+        let ep = endpoint(s, t.id, &dk).await;
+        let sub = subscription(s, t.id, &dk).await;
+        let t0 = now();
+        let event = stripe_event(t.id, Some(ep.id), Some("evt_fail"), t0);
+        let d = delivery(t.id, sub.id, t0);
+        s.insert_event(&event, std::slice::from_ref(&d)).await.unwrap();
+
+        let mut n = 0;
+        let ids = (t.id, d.id, sub.id);
+        let failed = |cutoff: Timestamp, reason: &str| SubscriptionHealth::Failed {
+            disable_if_failing_since: cutoff,
+            reason: reason.into(),
+        };
+        const HOUR: i64 = 3600;
+
+        // A failure starts a run; failures within the allowance keep it going.
+        let got = record_attempt(s, ids, &mut n, t0, DeliveryStatus::Pending, failed(add_seconds(t0, -HOUR), "r1")).await;
+        assert_eq!(got.failing_since, Some(t0));
+        assert_eq!(got.status, SubscriptionStatus::Enabled);
+        let t1 = add_seconds(t0, HOUR / 2);
+        let got = record_attempt(s, ids, &mut n, t1, DeliveryStatus::Pending, failed(add_seconds(t1, -HOUR), "r2")).await;
+        assert_eq!(got.failing_since, Some(t0), "the run's start stays");
+        assert_eq!(got.status, SubscriptionStatus::Enabled);
+        // A success ends the run.
+        let t2 = add_seconds(t0, HOUR);
+        let got = record_attempt(s, ids, &mut n, t2, DeliveryStatus::Pending, SubscriptionHealth::Delivered).await;
+        assert!(got.failing_since.is_none());
+        // Unchanged (an attempt not made) changes nothing.
+        let got = record_attempt(s, ids, &mut n, t2, DeliveryStatus::Pending, SubscriptionHealth::Unchanged).await;
+        assert!(got.failing_since.is_none());
+        assert_eq!(got.status, SubscriptionStatus::Enabled);
+        // A new run, and a failure once it is as old as the allowance: disabled.
+        let t3 = add_seconds(t0, 2 * HOUR);
+        let got = record_attempt(s, ids, &mut n, t3, DeliveryStatus::Pending, failed(add_seconds(t3, -HOUR), "r3")).await;
+        assert_eq!(got.failing_since, Some(t3));
+        assert_eq!(got.status, SubscriptionStatus::Enabled);
+        let t4 = add_seconds(t3, HOUR);
+        let got = record_attempt(s, ids, &mut n, t4, DeliveryStatus::Pending, failed(add_seconds(t4, -HOUR), "the reason")).await;
+        assert_eq!(got.status, SubscriptionStatus::Disabled);
+        assert_eq!(got.disabled_reason.as_deref(), Some("the reason"));
+        assert_eq!(got.updated_at, t4);
+        assert!(!s.enabled_subscriptions(t.id).await.unwrap().iter().any(|x| x.id == sub.id));
+        // Later failures keep the first reason.
+        let t5 = add_seconds(t4, 10);
+        let got = record_attempt(s, ids, &mut n, t5, DeliveryStatus::Failed, failed(add_seconds(t5, -HOUR), "another")).await;
+        assert_eq!(got.status, SubscriptionStatus::Disabled);
+        assert_eq!(got.disabled_reason.as_deref(), Some("the reason"));
+        assert_eq!(got.updated_at, t4);
+        let (delivery, log) = s.list_deliveries(t.id, event.id).await.unwrap().remove(0);
+        assert_eq!(delivery.status, DeliveryStatus::Failed);
+        assert_eq!(log.len(), 7);
+
+        // The tenant re-enables it: the run and the reason are cleared.
+        let mut again = got.clone();
+        again.status = SubscriptionStatus::Enabled;
+        again.disabled_reason = None;
+        again.failing_since = None;
+        again.updated_at = add_seconds(t5, 1);
+        let back = s
+            .update_subscription(&again, &audit(Some(t.id), "event_subscription.updated", "s"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, again);
+        assert!(s.enabled_subscriptions(t.id).await.unwrap().iter().any(|x| x.id == sub.id));
+    }
+}
+
+conformance! {
+    async fn old_events_are_purged_with_their_deliveries_in_batches(b) {
+        use patchbay_core::webhook::{AttemptRecord, DeliveryStatus, SubscriptionHealth};
+        use webhooks_support::*;
+        let s = b.store.as_ref();
+        let (t, dk) = tenant(s, "t").await;
+        let (o, odk) = tenant(s, "o").await;
+        let ep = endpoint(s, t.id, &dk).await;
+        let oep = endpoint(s, o.id, &odk).await;
+        let sub = subscription(s, t.id, &dk).await;
+        let at = now();
+        let old_at = add_seconds(at, -40 * 86400);
+        let cutoff = add_seconds(at, -30 * 86400);
+
+        let old = stripe_event(t.id, Some(ep.id), Some("evt_old"), old_at);
+        let old_delivery = delivery(t.id, sub.id, at);
+        s.insert_event(&old, std::slice::from_ref(&old_delivery)).await.unwrap();
+        let claimed = claim_deliveries(s, at).await;
+        assert_eq!(claimed.len(), 1);
+        let r = AttemptRecord {
+            tenant_id: t.id,
+            delivery_id: old_delivery.id,
+            subscription_id: sub.id,
+            attempt: attempt(1, at, Some(500)),
+            status: DeliveryStatus::Pending,
+            next_attempt_at: Some(add_seconds(at, 60)),
+            health: SubscriptionHealth::Unchanged,
+        };
+        assert!(
+            s.record_delivery_attempt(
+                &r,
+                claimed[0].job.id,
+                claimed[0].lease_token,
+                &JobOutcome::Retry { run_at: add_seconds(at, 60), error: "HTTP 500".into() },
+                at,
+            )
+            .await
+            .unwrap()
+        );
+        let more_old = [
+            stripe_event(t.id, Some(ep.id), Some("evt_old2"), add_seconds(old_at, 1)),
+            stripe_event(o.id, Some(oep.id), Some("evt_old3"), add_seconds(old_at, 2)),
+        ];
+        for e in &more_old {
+            s.insert_event(e, &[]).await.unwrap();
+        }
+        let fresh = stripe_event(t.id, Some(ep.id), Some("evt_new"), at);
+        let fresh_delivery = delivery(t.id, sub.id, at);
+        s.insert_event(&fresh, std::slice::from_ref(&fresh_delivery)).await.unwrap();
+        // Exactly at the cut-off is kept (strictly before is purged).
+        let edge = stripe_event(t.id, Some(ep.id), Some("evt_edge"), cutoff);
+        s.insert_event(&edge, &[]).await.unwrap();
+
+        // Batches: the oldest first, across tenants.
+        assert_eq!(s.system_purge_events(cutoff, 2).await.unwrap(), 2);
+        assert!(s.get_event(t.id, old.id).await.unwrap().is_none());
+        assert!(s.get_event(t.id, more_old[0].id).await.unwrap().is_none());
+        assert!(s.get_event(o.id, more_old[1].id).await.unwrap().is_some());
+        assert_eq!(s.system_purge_events(cutoff, 2).await.unwrap(), 1);
+        assert!(s.get_event(o.id, more_old[1].id).await.unwrap().is_none());
+        assert_eq!(s.system_purge_events(cutoff, 2).await.unwrap(), 0);
+
+        // The old event's delivery and attempt log went with it; its job
+        // finds no work.
+        assert_eq!(b.rows("event_deliveries", "id", old_delivery.id.uuid()).await, 0);
+        assert_eq!(b.rows("delivery_attempts", "delivery_id", old_delivery.id.uuid()).await, 0);
+        assert!(s.delivery_work(t.id, old_delivery.id, at).await.unwrap().is_none());
+        // The rest stays.
+        assert!(s.get_event(t.id, fresh.id).await.unwrap().is_some());
+        assert!(s.get_event(t.id, edge.id).await.unwrap().is_some());
+        assert_eq!(s.list_deliveries(t.id, fresh.id).await.unwrap().len(), 1);
+        assert!(s.get_subscription(t.id, sub.id).await.unwrap().is_some());
+        assert!(s.get_webhook_endpoint(t.id, ep.id).await.unwrap().is_some());
+        // A purged Stripe event id can be stored again (Stripe may resend it).
+        let resent = stripe_event(t.id, Some(ep.id), Some("evt_old"), at);
+        assert!(matches!(
+            s.insert_event(&resent, &[]).await.unwrap(),
+            patchbay_core::webhook::EventInsert::Stored { .. }
+        ));
+    }
+}
+
+conformance! {
+    async fn claims_take_only_or_all_but_one_kind(b) {
+        use patchbay_core::job::KindFilter;
+        let s = b.store.as_ref();
+        let (t, _) = tenant(s, "t").await;
+        let at = now();
+        let deliver = NewJob::new(kinds::WEBHOOK_DELIVER, uuid::Uuid::now_v7(), at).for_tenant(t.id);
+        let deliver2 = NewJob::new(kinds::WEBHOOK_DELIVER, uuid::Uuid::now_v7(), at).for_tenant(t.id);
+        let revalidate = NewJob::new(kinds::CONNECTION_REVALIDATE, uuid::Uuid::now_v7(), at).for_tenant(t.id);
+        let purge = NewJob::new(kinds::EVENTS_PURGE, uuid::Uuid::nil(), at);
+        for j in [&deliver, &deliver2, &revalidate, &purge] {
+            assert!(s.enqueue_job(j).await.unwrap());
+        }
+        let claim = |kinds: KindFilter, limit: u32| ClaimRequest {
+            owner: "w".into(),
+            now: add_seconds(at, 1),
+            lease_until: add_seconds(at, 60),
+            limit,
+            kinds,
+        };
+        let ids = |claimed: Vec<patchbay_core::job::ClaimedJob>| {
+            let mut v: Vec<_> = claimed.into_iter().map(|c| c.job.id).collect();
+            v.sort();
+            v
+        };
+        let sorted = |mut v: Vec<patchbay_core::JobId>| {
+            v.sort();
+            v
+        };
+
+        // Only: that kind, up to the limit.
+        let one = s.system_claim_jobs(&claim(KindFilter::Only(kinds::WEBHOOK_DELIVER), 1)).await.unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].job.kind, kinds::WEBHOOK_DELIVER);
+        // Except: every other kind, never that one.
+        let others = s.system_claim_jobs(&claim(KindFilter::Except(kinds::WEBHOOK_DELIVER), 10)).await.unwrap();
+        assert_eq!(ids(others), sorted(vec![revalidate.id, purge.id]));
+        assert!(
+            s.system_claim_jobs(&claim(KindFilter::Except(kinds::WEBHOOK_DELIVER), 10))
+                .await
+                .unwrap()
+                .is_empty(),
+            "the other lane's jobs are left alone"
+        );
+        let rest = s.system_claim_jobs(&claim(KindFilter::Only(kinds::WEBHOOK_DELIVER), 10)).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_ne!(rest[0].job.id, one[0].job.id);
+        assert_eq!(
+            sorted(vec![one[0].job.id, rest[0].job.id]),
+            sorted(vec![deliver.id, deliver2.id])
+        );
+        // A kind with no job: nothing.
+        assert!(
+            s.system_claim_jobs(&claim(KindFilter::Only(kinds::CONNECT_DEAUTHORIZE), 10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Released, a delivery is claimable by All again.
+        assert!(s.release_job(rest[0].job.id, rest[0].lease_token, at).await.unwrap());
+        let all = s.system_claim_jobs(&claim(KindFilter::All, 10)).await.unwrap();
+        assert_eq!(ids(all), vec![rest[0].job.id]);
+    }
+}

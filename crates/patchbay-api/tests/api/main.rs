@@ -23,3 +23,4 @@ mod stripe_deadline;
 mod support;
 mod tenants;
 mod timestamps;
+mod webhooks;
