@@ -369,7 +369,8 @@ for_each_engine! {
                     )
                     .bind(r.tenant_id.uuid())
                     .bind(r.subscription_id.uuid())
-                    .bind(DbTime(now))
+                    // A run of failures starts when its first attempt did.
+                    .bind(DbTime(a.attempted_at))
                     .bind(DbTime(*disable_if_failing_since))
                     .bind(reason)
                     .execute(&mut *tx)

@@ -75,7 +75,11 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or("localhost");
-    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    // `[::1]:3000` → `[::1]`; `[::1]` stays whole; `localhost:3000` → `localhost`.
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
     let loopback = matches!(name, "localhost" | "127.0.0.1" | "[::1]");
     format!("{}://{host}", if loopback { "http" } else { "https" })
 }
