@@ -583,12 +583,10 @@ mod tests {
                 .mount(&server)
                 .await;
         }
+        let (sender, base) = (&sender, server.uri());
         let send = |p: &str| {
-            sender.send(
-                &format!("{}{p}", server.uri()),
-                HeaderMap::new(),
-                Bytes::new(),
-            )
+            let url = format!("{base}{p}");
+            async move { sender.send(&url, HeaderMap::new(), Bytes::new()).await }
         };
         let out = send("/429").await;
         assert_eq!(

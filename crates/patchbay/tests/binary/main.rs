@@ -14,5 +14,5 @@ mod rotation_crash;
 mod shutdown;
 mod slow_clients;
 mod startup;
-mod webhooks;
 mod support;
+mod webhooks;
