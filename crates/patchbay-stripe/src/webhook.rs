@@ -136,9 +136,9 @@ pub fn verify_signature(
             tolerance_seconds,
         });
     }
-    if -age > tol {
+    if age.saturating_neg() > tol {
         return Err(SignatureError::InFuture {
-            ahead_seconds: -age,
+            ahead_seconds: age.saturating_neg(),
             tolerance_seconds,
         });
     }
@@ -266,6 +266,92 @@ mod tests {
             verify_signature(Some(&garbage), BODY, &[&s(SECRET)], NOW, TOL),
             Err(SignatureError::NoMatch)
         );
+    }
+
+    #[test]
+    fn the_second_v1_may_be_the_match_and_spaces_and_unknown_keys_are_tolerated() {
+        let good = sign_header(SECRET, NOW, BODY);
+        let v1 = good.split_once(",v1=").unwrap().1;
+        let header = format!(
+            " t = {NOW} , v1={} , scheme=x, v0={}, v1= {v1} ,novalue",
+            "00".repeat(32),
+            "ab".repeat(32)
+        );
+        assert_eq!(
+            verify_signature(Some(&header), BODY, &[&s(SECRET)], NOW, TOL),
+            Ok(NOW)
+        );
+        // The signature is over the timestamp as sent, so it binds t.
+        let shifted = good.replace(&format!("t={NOW}"), &format!("t={}", NOW + 1));
+        assert_eq!(
+            verify_signature(Some(&shifted), BODY, &[&s(SECRET)], NOW, TOL),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn bounds_the_work_a_header_can_ask_for() {
+        let secrets = [&s(SECRET)];
+        let good = sign_header(SECRET, NOW, BODY);
+        let v1 = good.split_once(",v1=").unwrap().1;
+        // 16 signatures are fine, the 17th is refused before any HMAC.
+        let sixteen = format!("t={NOW},{}v1={v1}", "v1=00,".repeat(15));
+        assert!(verify_signature(Some(&sixteen), BODY, &secrets, NOW, TOL).is_ok());
+        let seventeen = format!("t={NOW},{}v1={v1}", "v1=00,".repeat(16));
+        assert_eq!(
+            verify_signature(Some(&seventeen), BODY, &secrets, NOW, TOL),
+            Err(SignatureError::Malformed("it has too many v1 signatures"))
+        );
+        // Just over 8 KiB, whatever it holds.
+        let padded = format!("{good},x={}", "a".repeat(8 * 1024));
+        assert_eq!(
+            verify_signature(Some(&padded), BODY, &secrets, NOW, TOL),
+            Err(SignatureError::Malformed("it is too long"))
+        );
+        // Extreme timestamps are refused without overflowing.
+        for t in [i64::MIN, i64::MAX, -1] {
+            let h = format!("t={t},v1={v1}");
+            assert!(
+                matches!(
+                    verify_signature(Some(&h), BODY, &secrets, NOW, TOL),
+                    Err(SignatureError::TooOld { .. } | SignatureError::InFuture { .. })
+                ),
+                "{t}"
+            );
+        }
+        assert!(matches!(
+            verify_signature(Some(&good), BODY, &secrets, i64::MIN, TOL),
+            Err(SignatureError::InFuture { .. })
+        ));
+    }
+
+    #[test]
+    fn messages_say_what_to_fix_and_never_the_secret_or_the_signature() {
+        let good = sign_header(SECRET, NOW, BODY);
+        let expected = good.split_once(",v1=").unwrap().1.to_owned();
+        let secrets = [&s(SECRET)];
+        let errors = [
+            verify_signature(None, BODY, &secrets, NOW, TOL).unwrap_err(),
+            verify_signature(Some("t=x"), BODY, &secrets, NOW, TOL).unwrap_err(),
+            verify_signature(Some(&good), b"{}", &secrets, NOW, TOL).unwrap_err(),
+            verify_signature(Some(&good), BODY, &secrets, NOW + 1000, TOL).unwrap_err(),
+            verify_signature(Some(&good), BODY, &secrets, NOW - 1000, TOL).unwrap_err(),
+        ];
+        let says = [
+            "missing",
+            "malformed",
+            "no signature matches",
+            "old",
+            "future",
+        ];
+        for (e, says) in errors.iter().zip(says) {
+            let m = e.to_string();
+            assert!(m.to_lowercase().contains(says), "{m}");
+            assert!(!m.contains(SECRET) && !m.contains(&expected), "{m}");
+            assert_eq!(e.code(), "webhook_signature_invalid");
+        }
+        assert!(errors[3].to_string().contains("1000 s old"));
+        assert!(errors[3].to_string().contains("300 s"));
     }
 
     #[test]

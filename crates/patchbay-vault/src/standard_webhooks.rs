@@ -160,10 +160,17 @@ mod tests {
         for secret in [&new, &old] {
             let wh = standardwebhooks::Webhook::new(secret.expose_secret()).unwrap();
             let mut headers = http02_headers(&header, ts);
+            // The crate signs as we do, and we verify what it signs.
+            let theirs = wh.sign("ev_1", ts, BODY).unwrap();
+            assert_eq!(theirs, sign(secret, "ev_1", ts, BODY).unwrap());
+            assert!(verify(secret, "ev_1", ts, BODY, &theirs));
             wh.verify(BODY, &headers).unwrap();
-            // A tampered body fails.
+            // A tampered body, another id or another timestamp fails.
             assert!(wh.verify(b"{}", &headers).is_err());
-            headers.clear();
+            headers.insert("webhook-id", "ev_2".parse().unwrap());
+            assert!(wh.verify(BODY, &headers).is_err());
+            let headers = http02_headers(&header, ts - 1);
+            assert!(wh.verify(BODY, &headers).is_err());
             assert!(verify(secret, "ev_1", ts, BODY, &header));
         }
         let other = generate_secret();
@@ -176,6 +183,90 @@ mod tests {
         let bad = SecretString::from("whsec_not base64!".to_owned());
         let e = sign(&bad, "ev_1", 1, BODY).unwrap_err();
         assert!(!e.to_string().contains("not base64!"));
+    }
+
+    #[test]
+    fn agrees_with_the_standardwebhooks_crate_on_many_inputs() {
+        let bodies: [&[u8]; 4] = [
+            b"",
+            b"{}",
+            BODY,
+            "{\"name\":\"Zo\u{eb} \u{1f600}\"}".as_bytes(),
+        ];
+        for (i, body) in bodies.iter().enumerate() {
+            let secret = generate_secret();
+            let wh = standardwebhooks::Webhook::new(secret.expose_secret()).unwrap();
+            for ts in [0, 1, 1_763_900_000, i64::MAX] {
+                let id = format!("ev_{i}_{ts}");
+                assert_eq!(
+                    sign(&secret, &id, ts, body).unwrap(),
+                    wh.sign(&id, ts, body).unwrap(),
+                    "{id}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn verify_reads_every_space_separated_v1_and_nothing_else() {
+        let secret = generate_secret();
+        let good = sign(&secret, "ev_1", 5, BODY).unwrap();
+        let b64 = good.strip_prefix("v1,").unwrap();
+        assert!(verify(&secret, "ev_1", 5, BODY, &good));
+        assert!(verify(
+            &secret,
+            "ev_1",
+            5,
+            BODY,
+            &format!("v1,AAAA v1a,xyz {good}")
+        ));
+        // Another version, a bare signature or a truncated one prove nothing.
+        for bad in [
+            format!("v2,{b64}"),
+            b64.to_owned(),
+            format!("v1,{}", &b64[..b64.len() - 4]),
+            String::new(),
+            "v1,".to_owned(),
+        ] {
+            assert!(!verify(&secret, "ev_1", 5, BODY, &bad), "{bad}");
+        }
+        // A secret that does not decode verifies nothing.
+        let bad = SecretString::from("whsec_***".to_owned());
+        assert!(!verify(&bad, "ev_1", 5, BODY, &good));
+    }
+
+    #[test]
+    fn headers_sign_with_each_secret_in_order() {
+        let (a, b) = (generate_secret(), generate_secret());
+        let header = signature_header(&[&a, &b], "ev_1", 7, BODY).unwrap();
+        let expected = format!(
+            "{} {}",
+            sign(&a, "ev_1", 7, BODY).unwrap(),
+            sign(&b, "ev_1", 7, BODY).unwrap()
+        );
+        assert_eq!(header, expected);
+        assert_eq!(
+            signature_header(&[&a], "ev_1", 7, BODY).unwrap(),
+            sign(&a, "ev_1", 7, BODY).unwrap()
+        );
+        let bad = SecretString::from("whsec_%%%".to_owned());
+        assert_eq!(
+            signature_header(&[&a, &bad], "ev_1", 7, BODY),
+            Err(StandardWebhooksError)
+        );
+        let empty = SecretString::from("whsec_".to_owned());
+        assert!(sign(&empty, "ev_1", 7, BODY).is_err());
+    }
+
+    #[test]
+    fn hints_show_only_the_last_four_characters() {
+        let s = generate_secret();
+        let text = s.expose_secret();
+        let hint = secret_hint(text);
+        assert_eq!(hint.chars().count(), "whsec_…".chars().count() + 4);
+        assert!(text.ends_with(hint.strip_prefix("whsec_…").unwrap()));
+        assert_eq!(secret_hint("ab"), "whsec_…ab");
+        assert_eq!(secret_hint("whsec_ééééé"), "whsec_…éééé");
     }
 
     fn chrono_now() -> i64 {

@@ -34,13 +34,13 @@ impl IpNetwork {
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
+                    .checked_shl(32 - u32::from(self.prefix.min(32)))
                     .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
+                    .checked_shl(128 - u32::from(self.prefix.min(128)))
                     .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
@@ -69,9 +69,14 @@ impl FromStr for IpNetwork {
                 .ok_or_else(|| format!("'{s}' has a prefix length outside 0..={max}"))?,
             None => max,
         };
-        Ok(Self {
-            addr: canonical(addr),
-            prefix,
+        // An IPv4-mapped network (::ffff:10.0.0.0/104) is the IPv4 network
+        // it carries, as addresses are compared in their IPv4 form.
+        Ok(match (addr, canonical(addr)) {
+            (IpAddr::V6(_), IpAddr::V4(v4)) if prefix >= 96 => Self {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            },
+            _ => Self { addr, prefix },
         })
     }
 }
@@ -207,7 +212,7 @@ impl OutboundPolicy {
             url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
             url::Host::Domain(_) => None,
         };
-        let loopback_name = matches!(host, url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost"));
+        let loopback_name = matches!(host, url::Host::Domain(d) if is_localhost(d));
         let loopback = loopback_name || ip.is_some_and(|ip| restricted(ip) == Some("loopback"));
         match parsed.scheme() {
             "https" => {}
@@ -232,6 +237,12 @@ impl OutboundPolicy {
         }
         Ok(parsed)
     }
+}
+
+/// `localhost`, `*.localhost` (RFC 6761), with or without the final dot.
+fn is_localhost(domain: &str) -> bool {
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    d == "localhost" || d.ends_with(".localhost")
 }
 
 /// Resolves names and keeps only the addresses the policy allows.
@@ -300,6 +311,9 @@ impl WebhookSender {
         let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Straight to the receiver: a proxy would resolve (and reach) the
+            // receiver's name where this policy cannot check it.
+            .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .dns_resolver(Arc::new(PolicyResolver(policy.clone())))
@@ -339,6 +353,8 @@ impl WebhookSender {
         {
             Ok(r) => r,
             Err(e) => {
+                // The URL may carry the receiver's own token: keep it out.
+                let e = e.without_url();
                 let refused = error_chain(&e).contains("may not reach");
                 let kind = if e.is_timeout() {
                     "timed out"
@@ -452,6 +468,23 @@ mod tests {
             "http://localhost:8080/",
             "https://[64:ff9b::a00:1]/",
             "https://[2002:a00:1::]/",
+            // Other spellings of loopback and private addresses.
+            "https://2130706433/",
+            "https://0x7f.1/",
+            "https://0177.0.0.1/",
+            "https://127.1/",
+            "https://[::127.0.0.1]/",
+            "https://[::ffff:169.254.169.254]/",
+            "https://[0:0:0:0:0:ffff:a00:1]/",
+            "https://[::]/",
+            "https://localhost./",
+            "https://LOCALHOST/",
+            "https://api.localhost/",
+            "https://[ff02::1]/",
+            "https://240.0.0.1/",
+            "https://100.127.255.254/",
+            "https://",
+            "mailto:ops@example.com",
         ];
         for url in refused {
             let e = strict.check_url(url).unwrap_err();
@@ -471,7 +504,22 @@ mod tests {
         ] {
             assert!(dev.check_url(url).is_ok(), "{url}");
         }
+        assert!(dev.check_url("http://localhost./").is_ok());
         assert!(dev.check_url("http://10.0.0.1/").is_err());
+        assert!(dev.check_url("http://[fd00:ec2::254]/").is_err());
+        assert!(dev.check_url("http://[::ffff:127.0.0.1]/").is_ok());
+        assert!(dev.check_url("ftp://127.0.0.1/").is_err());
+        assert!(dev.check_url("http://user:pw@localhost/").is_err());
+        // Next to a refused range, still public.
+        for url in [
+            "https://100.128.0.1/",
+            "https://172.32.0.1/",
+            "https://169.255.0.1/",
+            "https://11.0.0.1/",
+            "https://[fe00::1]/",
+        ] {
+            assert!(strict.check_url(url).is_ok(), "{url}");
+        }
         assert!(dev.check_url("https://169.254.169.254/").is_err());
         assert!(allowing.check_url("https://10.1.2.3/").is_ok());
         assert!(allowing.check_url("https://10.2.0.1/").is_err());
@@ -479,6 +527,71 @@ mod tests {
         assert!("10.0.0.0/33".parse::<IpNetwork>().is_err());
         assert!("nonsense".parse::<IpNetwork>().is_err());
         assert!(policy(false, &["0.0.0.0/0"]).allows_ip("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn refusals_name_the_url_and_the_reason() {
+        let strict = policy(false, &[]);
+        for (url, says) in [
+            ("http://example.com/", "https"),
+            ("https://u:p@example.com/", "credentials"),
+            ("https://10.0.0.1/", "private address (10.0.0.1)"),
+            ("https://169.254.169.254/", "link-local"),
+            ("https://[::ffff:127.0.0.1]/", "loopback"),
+            ("https://localhost/", "loopback"),
+            ("https://100.64.0.1/", "CGNAT"),
+            ("ftp://example.com/", "not ftp"),
+        ] {
+            let e = strict.check_url(url).unwrap_err().to_string();
+            assert!(e.starts_with("url "), "{e}");
+            assert!(e.contains(says), "{url}: {e}");
+            assert!(!e.contains(":p@"), "{e}");
+        }
+    }
+
+    #[test]
+    fn networks_parse_and_contain() {
+        let n = |s: &str| s.parse::<IpNetwork>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(n("10.0.0.0/8").contains(ip("10.255.1.2")));
+        assert!(!n("10.0.0.0/8").contains(ip("11.0.0.0")));
+        assert!(n(" 192.168.1.7 ").contains(ip("192.168.1.7")));
+        assert!(!n("192.168.1.7").contains(ip("192.168.1.8")));
+        assert!(n("0.0.0.0/0").contains(ip("255.255.255.255")));
+        assert!(!n("0.0.0.0/0").contains(ip("::1")));
+        assert!(n("::/0").contains(ip("2001:db8::1")));
+        assert!(n("fd00::/8").contains(ip("fdff::1")));
+        assert!(!n("fd00::/8").contains(ip("fc00::1")));
+        assert!(n("2001:db8::/32").contains(ip("2001:db8:ffff::1")));
+        assert!(n("::1/128").contains(ip("::1")));
+        // IPv4-mapped addresses are their IPv4 address, on either side.
+        assert!(n("10.0.0.0/8").contains(ip("::ffff:10.1.2.3")));
+        assert!(n("::ffff:10.0.0.0/104").contains(ip("10.1.2.3")));
+        assert!(n("::ffff:10.0.0.0/104").contains(ip("::ffff:10.1.2.3")));
+        assert!(!n("::ffff:10.0.0.0/104").contains(ip("11.1.2.3")));
+        assert_eq!(n("::ffff:10.0.0.0/104"), n("10.0.0.0/8"));
+        // Shorter than the mapped prefix it stays an IPv6 network, and never panics.
+        let wide = n("::ffff:0.0.0.0/80");
+        assert!(!wide.contains(ip("10.0.0.1")));
+        assert!(wide.contains(ip("0:0:0:0:0:1::1")));
+        assert_eq!(n("172.16.0.0/12").to_string(), "172.16.0.0/12");
+        for bad in [
+            "",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "::/129",
+            "10.0.0/8",
+            "example.com/8",
+        ] {
+            assert!(bad.parse::<IpNetwork>().is_err(), "{bad}");
+        }
+        let p = policy(false, &["127.0.0.0/8", "169.254.169.254/32"]);
+        assert!(p.allows_ip(ip("127.0.0.1")));
+        assert!(p.allows_ip(ip("::ffff:127.0.0.1")));
+        assert!(p.allows_ip(ip("169.254.169.254")));
+        assert!(!p.allows_ip(ip("169.254.169.253")));
+        assert!(!p.allows_ip(ip("::1")));
+        assert!(p.allows_ip(ip("8.8.8.8")));
     }
 
     #[tokio::test]
@@ -543,6 +656,53 @@ mod tests {
             .err()
             .expect("localhost resolves only to loopback");
         assert!(err.to_string().contains("may not reach"), "{err}");
+        // Allowed, the same name resolves to loopback addresses only.
+        for allowing in [
+            policy(true, &[]),
+            policy(false, &["127.0.0.0/8", "::1/128"]),
+        ] {
+            let addrs: Vec<SocketAddr> = PolicyResolver(Arc::new(allowing))
+                .resolve(Name::from_str("localhost").unwrap())
+                .await
+                .unwrap()
+                .collect();
+            assert!(!addrs.is_empty());
+            assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_and_failed_sends_say_why_without_the_url() {
+        let strict = WebhookSender::new(policy(false, &[]), Duration::from_secs(2));
+        let out = strict
+            .send(
+                "https://169.254.169.254/latest/meta-data?token=s3cr3t",
+                HeaderMap::new(),
+                Bytes::new(),
+            )
+            .await;
+        assert!(out.refused && out.status.is_none(), "{out:?}");
+        assert!(
+            out.error.as_deref().unwrap().starts_with("refused"),
+            "{out:?}"
+        );
+        // Nothing listens on a port just released: a connection error.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dev = WebhookSender::new(policy(true, &[]), Duration::from_secs(2));
+        let out = dev
+            .send(
+                &format!("http://127.0.0.1:{port}/hook?token=s3cr3t"),
+                HeaderMap::new(),
+                Bytes::new(),
+            )
+            .await;
+        let error = out.error.clone().unwrap();
+        assert!(!out.refused && out.status.is_none(), "{out:?}");
+        assert!(error.starts_with("could not connect"), "{error}");
+        assert!(!error.contains("s3cr3t"), "{error}");
     }
 
     #[tokio::test]
@@ -601,15 +761,29 @@ mod tests {
         );
         let out = send("/302").await;
         assert_eq!(out.status, Some(302));
-        assert!(!out.delivered());
+        assert!(!out.delivered() && out.retry_after.is_none());
         let out = send("/big").await;
-        assert_eq!(out.snippet.len(), SNIPPET_BYTES);
+        assert_eq!(out.snippet, "x".repeat(SNIPPET_BYTES));
+        assert_eq!(out.status, Some(500));
         let out = send("/slow").await;
         assert!(
             out.status.is_none() && out.error.as_deref().unwrap().starts_with("timed out"),
             "{out:?}"
         );
+        // The 302 was answered once and its Location never requested.
+        let requests = server.received_requests().await.unwrap();
+        assert_eq!(
+            requests.iter().filter(|r| r.url.path() == "/302").count(),
+            1
+        );
+        assert_eq!(requests.len(), 5);
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a date in the past: now"
+        );
         assert_eq!(
             parse_retry_after("999999"),
             Some(Duration::from_secs(86_400))
