@@ -1038,11 +1038,6 @@ def test_d_connection_lifecycle_events(hooks: Hooks) -> None:
     assert [verify(sub["secret"], h)["type"] for h in hits] == types
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the delivery of connection.deleted has connection_id null (the stored event is detached from the "
-    "deleted row); the envelope should still name the connection it is about, as the contract's body does",
-)
 def test_d_connection_deleted_names_its_connection(hooks: Hooks) -> None:
     path = hooks.subscriber.path("deleted")
     sub = hooks.subscribe(path, ["connection.deleted"])

@@ -166,6 +166,10 @@ pub struct Inner {
     pub delivery_wakeup: JobWakeup,
     /// Sends deliveries to tenants' receivers (SSRF-safe).
     pub webhook_sender: WebhookSender,
+    /// Records delivery attempts in batches (group commit).
+    pub delivery_recorder: crate::services::delivery_recorder::DeliveryRecorder,
+    /// Webhook endpoints recently read by the intake.
+    pub endpoint_cache: crate::services::webhook_intake::EndpointCache,
     /// Audit records of high-volume calls, written in batches off the
     /// request path; closed (flushed) on graceful shutdown.
     pub audit_log: AuditLog,
@@ -204,6 +208,8 @@ impl AppState {
         let keys = KeyVerifier::new(store.clone(), config.clock.clone(), config.key_cache_ttl);
         let audit_store: Arc<dyn AuditStore> = store.clone();
         let audit_log = AuditLog::spawn(audit_store, config.audit_log.clone());
+        let delivery_recorder =
+            crate::services::delivery_recorder::DeliveryRecorder::spawn(store.clone());
         let webhook_sender =
             WebhookSender::new(config.webhooks.policy.clone(), config.webhooks.timeout);
         Self(Arc::new(Inner {
@@ -218,6 +224,8 @@ impl AppState {
             job_wakeup: JobWakeup::default(),
             delivery_wakeup: JobWakeup::default(),
             webhook_sender,
+            endpoint_cache: Default::default(),
+            delivery_recorder,
             audit_log,
         }))
     }

@@ -24,8 +24,9 @@ use crate::job::{ClaimRequest, ClaimedJob, Job, JobOutcome, NewJob};
 use crate::sealed::{DataKeyRecord, MasterKeyCheck, Rewrap, SealedSecret};
 use crate::tenant::Tenant;
 use crate::webhook::{
-    AttemptRecord, Delivery, DeliveryAttempt, DeliveryWork, EndpointSecrets, Event, EventFilter,
-    EventInsert, NewDelivery, SecretRoll, Subscription, SubscriptionSecrets, WebhookEndpoint,
+    AttemptRecord, AttemptWrite, Delivery, DeliveryAttempt, DeliveryWork, EndpointSecrets, Event,
+    EventFilter, EventInsert, NewDelivery, SecretRoll, Subscription, SubscriptionSecrets,
+    WebhookEndpoint,
 };
 use crate::{
     ApiKeyId, AuditEventId, ConnectionId, DataKeyId, DeliveryId, EventId, JobId, Page, PageRequest,
@@ -598,7 +599,28 @@ pub trait EventStore: Send + Sync {
         lease_token: Uuid,
         outcome: &JobOutcome,
         now: Timestamp,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<bool> {
+        let write = AttemptWrite {
+            record: record.clone(),
+            job,
+            lease_token,
+            outcome: outcome.clone(),
+        };
+        Ok(self
+            .record_delivery_attempts(std::slice::from_ref(&write), now)
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(false))
+    }
+    /// Records many attempts in one transaction (group commit): each as
+    /// [`Self::record_delivery_attempt`] does, skipping those whose lease
+    /// was lost. One flag per write, in order.
+    async fn record_delivery_attempts(
+        &self,
+        writes: &[AttemptWrite],
+        now: Timestamp,
+    ) -> StoreResult<Vec<bool>>;
 }
 
 /// Event subscriptions: where the tenant wants events delivered.

@@ -388,6 +388,19 @@ pub struct AttemptRecord {
     pub health: SubscriptionHealth,
 }
 
+/// An attempt to record together with its job's outcome, under the job's lease.
+#[derive(Debug, Clone)]
+pub struct AttemptWrite {
+    /// What the attempt did.
+    pub record: AttemptRecord,
+    /// The `webhook.deliver` job.
+    pub job: crate::JobId,
+    /// The job's lease token.
+    pub lease_token: uuid::Uuid,
+    /// What the job does next.
+    pub outcome: crate::job::JobOutcome,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,14 +5,13 @@
 //! the job's outcome are recorded together too, only under the job's lease.
 
 use async_trait::async_trait;
-use patchbay_core::job::JobOutcome;
 use patchbay_core::sealed::SealedSecret;
 use patchbay_core::store::{EventStore, StoreResult};
 use patchbay_core::webhook::{
-    AttemptRecord, Delivery, DeliveryAttempt, DeliveryWork, Event, EventFilter, EventInsert,
-    NewDelivery, SubscriptionHealth, SubscriptionSecrets,
+    AttemptRecord, AttemptWrite, Delivery, DeliveryAttempt, DeliveryWork, Event, EventFilter,
+    EventInsert, NewDelivery, SubscriptionHealth, SubscriptionSecrets,
 };
-use patchbay_core::{DeliveryId, EventId, Id, JobId, Page, PageRequest, TenantId, Timestamp};
+use patchbay_core::{DeliveryId, EventId, Id, Page, PageRequest, TenantId, Timestamp};
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
@@ -35,6 +34,130 @@ const INSERT_DELIVERY: &str = "INSERT INTO event_deliveries (id, tenant_id, even
 
 for_each_engine! {
     impl Engine {
+        /// Inserts an event unless its endpoint stored that Stripe event
+        /// already. True if inserted.
+        async fn insert_event_row(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            e: &Event,
+        ) -> StoreResult<bool> {
+            let inserted = sqlx::query(
+                "INSERT INTO events (id, tenant_id, source, endpoint_id, connection_id, \
+                 stripe_event_id, type, account, livemode, created, received_at, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (endpoint_id, stripe_event_id) DO NOTHING",
+            )
+            .bind(e.id.uuid())
+            .bind(e.tenant_id.uuid())
+            .bind(e.source.as_str())
+            .bind(e.endpoint_id.map(|id| id.uuid()))
+            .bind(e.connection_id.map(|id| id.uuid()))
+            .bind(&e.stripe_event_id)
+            .bind(&e.event_type)
+            .bind(&e.account)
+            .bind(e.livemode)
+            .bind(DbTime(e.created))
+            .bind(DbTime(e.received_at))
+            .bind(&e.payload)
+            .execute(conn)
+            .await
+            .map_err(map)?
+            .rows_affected();
+            Ok(inserted == 1)
+        }
+
+        /// The stored copy of a duplicate Stripe event.
+        async fn first_of(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            e: &Event,
+        ) -> StoreResult<EventInsert> {
+            let (first,): (Uuid,) = sqlx::query_as(
+                "SELECT id FROM events WHERE endpoint_id = $1 AND stripe_event_id = $2",
+            )
+            .bind(e.endpoint_id.map(|id| id.uuid()))
+            .bind(&e.stripe_event_id)
+            .fetch_one(conn)
+            .await
+            .map_err(map)?;
+            Ok(EventInsert::Duplicate(Id::from_uuid(first)))
+        }
+
+        /// Writes an attempt's log row, delivery status and subscription health.
+        async fn write_attempt(
+            tx: &mut <Db as sqlx::Database>::Connection,
+            r: &AttemptRecord,
+            now: Timestamp,
+        ) -> StoreResult<()> {
+            let a = &r.attempt;
+            let attempt = i32::try_from(a.attempt).unwrap_or(i32::MAX);
+            let status_code = a.status_code.map(i32::from);
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (delivery_id, attempt) DO NOTHING"
+            )))
+            .bind(r.delivery_id.uuid())
+            .bind(attempt)
+            .bind(DbTime(a.attempted_at))
+            .bind(status_code)
+            .bind(i32::try_from(a.duration_ms).unwrap_or(i32::MAX))
+            .bind(&a.error)
+            .bind(&a.response_snippet)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+            sqlx::query(
+                "UPDATE event_deliveries SET status = $1, attempts = $2, last_status_code = $3, \
+                 last_error = $4, next_attempt_at = $5, updated_at = $6 \
+                 WHERE tenant_id = $7 AND id = $8",
+            )
+            .bind(r.status.as_str())
+            .bind(attempt)
+            .bind(status_code)
+            .bind(&a.error)
+            .bind(db_time(r.next_attempt_at))
+            .bind(DbTime(now))
+            .bind(r.tenant_id.uuid())
+            .bind(r.delivery_id.uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+            match &r.health {
+                SubscriptionHealth::Unchanged => {}
+                SubscriptionHealth::Delivered => {
+                    sqlx::query(
+                        "UPDATE event_subscriptions SET failing_since = NULL \
+                         WHERE tenant_id = $1 AND id = $2 AND failing_since IS NOT NULL",
+                    )
+                    .bind(r.tenant_id.uuid())
+                    .bind(r.subscription_id.uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                }
+                SubscriptionHealth::Failed { disable_if_failing_since, reason } => {
+                    sqlx::query(
+                        "UPDATE event_subscriptions SET \
+                         failing_since = COALESCE(failing_since, $3), \
+                         disabled_reason = CASE WHEN status = 'enabled' \
+                           AND COALESCE(failing_since, $3) <= $4 THEN $5 ELSE disabled_reason END, \
+                         status = CASE WHEN COALESCE(failing_since, $3) <= $4 THEN 'disabled' ELSE status END, \
+                         updated_at = CASE WHEN status = 'enabled' \
+                           AND COALESCE(failing_since, $3) <= $4 THEN $3 ELSE updated_at END \
+                         WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .bind(r.tenant_id.uuid())
+                    .bind(r.subscription_id.uuid())
+                    // A run of failures starts when its first attempt did.
+                    .bind(DbTime(a.attempted_at))
+                    .bind(DbTime(*disable_if_failing_since))
+                    .bind(reason)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                }
+            }
+            Ok(())
+        }
+
         /// Inserts deliveries (and their jobs) on `conn`; returns those created.
         async fn insert_deliveries(
             conn: &mut <Db as sqlx::Database>::Connection,
@@ -72,39 +195,17 @@ for_each_engine! {
             e: &Event,
             deliveries: &[NewDelivery],
         ) -> StoreResult<EventInsert> {
+            if deliveries.is_empty() {
+                // One statement, committed on its own: no transaction to open.
+                let mut conn = self.writer().acquire().await.map_err(map)?;
+                if Engine::insert_event_row(&mut conn, e).await? {
+                    return Ok(EventInsert::Stored { deliveries: Vec::new() });
+                }
+                return Engine::first_of(&mut conn, e).await;
+            }
             let mut tx = self.begin().await?;
-            let inserted = sqlx::query(
-                "INSERT INTO events (id, tenant_id, source, endpoint_id, connection_id, \
-                 stripe_event_id, type, account, livemode, created, received_at, payload) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                 ON CONFLICT (endpoint_id, stripe_event_id) DO NOTHING",
-            )
-            .bind(e.id.uuid())
-            .bind(e.tenant_id.uuid())
-            .bind(e.source.as_str())
-            .bind(e.endpoint_id.map(|id| id.uuid()))
-            .bind(e.connection_id.map(|id| id.uuid()))
-            .bind(&e.stripe_event_id)
-            .bind(&e.event_type)
-            .bind(&e.account)
-            .bind(e.livemode)
-            .bind(DbTime(e.created))
-            .bind(DbTime(e.received_at))
-            .bind(&e.payload)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?
-            .rows_affected();
-            if inserted == 0 {
-                let (first,): (Uuid,) = sqlx::query_as(
-                    "SELECT id FROM events WHERE endpoint_id = $1 AND stripe_event_id = $2",
-                )
-                .bind(e.endpoint_id.map(|id| id.uuid()))
-                .bind(&e.stripe_event_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map)?;
-                return Ok(EventInsert::Duplicate(Id::from_uuid(first)));
+            if !Engine::insert_event_row(&mut tx, e).await? {
+                return Engine::first_of(&mut tx, e).await;
             }
             let created =
                 Engine::insert_deliveries(&mut tx, e.tenant_id, e.id, deliveries, e.received_at)
@@ -298,88 +399,26 @@ for_each_engine! {
             }))
         }
 
-        async fn record_delivery_attempt(
+        async fn record_delivery_attempts(
             &self,
-            r: &AttemptRecord,
-            job: JobId,
-            lease_token: Uuid,
-            outcome: &JobOutcome,
+            writes: &[AttemptWrite],
             now: Timestamp,
-        ) -> StoreResult<bool> {
-            let mut tx = self.begin().await?;
-            if !Engine::finish_job_on(&mut tx, job, lease_token, outcome, now).await? {
-                return Ok(false);
+        ) -> StoreResult<Vec<bool>> {
+            let mut applied = Vec::with_capacity(writes.len());
+            if writes.is_empty() {
+                return Ok(applied);
             }
-            let a = &r.attempt;
-            let attempt = i32::try_from(a.attempt).unwrap_or(i32::MAX);
-            let status_code = a.status_code.map(i32::from);
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (delivery_id, attempt) DO NOTHING"
-            )))
-            .bind(r.delivery_id.uuid())
-            .bind(attempt)
-            .bind(DbTime(a.attempted_at))
-            .bind(status_code)
-            .bind(i32::try_from(a.duration_ms).unwrap_or(i32::MAX))
-            .bind(&a.error)
-            .bind(&a.response_snippet)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-            sqlx::query(
-                "UPDATE event_deliveries SET status = $1, attempts = $2, last_status_code = $3, \
-                 last_error = $4, next_attempt_at = $5, updated_at = $6 \
-                 WHERE tenant_id = $7 AND id = $8",
-            )
-            .bind(r.status.as_str())
-            .bind(attempt)
-            .bind(status_code)
-            .bind(&a.error)
-            .bind(db_time(r.next_attempt_at))
-            .bind(DbTime(now))
-            .bind(r.tenant_id.uuid())
-            .bind(r.delivery_id.uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-            match &r.health {
-                SubscriptionHealth::Unchanged => {}
-                SubscriptionHealth::Delivered => {
-                    sqlx::query(
-                        "UPDATE event_subscriptions SET failing_since = NULL \
-                         WHERE tenant_id = $1 AND id = $2 AND failing_since IS NOT NULL",
-                    )
-                    .bind(r.tenant_id.uuid())
-                    .bind(r.subscription_id.uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-                }
-                SubscriptionHealth::Failed { disable_if_failing_since, reason } => {
-                    sqlx::query(
-                        "UPDATE event_subscriptions SET \
-                         failing_since = COALESCE(failing_since, $3), \
-                         disabled_reason = CASE WHEN status = 'enabled' \
-                           AND COALESCE(failing_since, $3) <= $4 THEN $5 ELSE disabled_reason END, \
-                         status = CASE WHEN COALESCE(failing_since, $3) <= $4 THEN 'disabled' ELSE status END, \
-                         updated_at = CASE WHEN status = 'enabled' \
-                           AND COALESCE(failing_since, $3) <= $4 THEN $3 ELSE updated_at END \
-                         WHERE tenant_id = $1 AND id = $2",
-                    )
-                    .bind(r.tenant_id.uuid())
-                    .bind(r.subscription_id.uuid())
-                    // A run of failures starts when its first attempt did.
-                    .bind(DbTime(a.attempted_at))
-                    .bind(DbTime(*disable_if_failing_since))
-                    .bind(reason)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
+            let mut tx = self.begin().await?;
+            for w in writes {
+                let ok =
+                    Engine::finish_job_on(&mut tx, w.job, w.lease_token, &w.outcome, now).await?;
+                applied.push(ok);
+                if ok {
+                    Engine::write_attempt(&mut tx, &w.record, now).await?;
                 }
             }
             tx.commit().await.map_err(map)?;
-            Ok(true)
+            Ok(applied)
         }
     }
 }

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use patchbay_core::job::{Job, JobOutcome};
 use patchbay_core::time::{add_millis, now, rfc3339};
 use patchbay_core::webhook::{
-    AttemptRecord, DeliveryAttempt, DeliveryStatus, DeliveryWork, Event, SubscriptionHealth,
-    SubscriptionStatus,
+    AttemptRecord, AttemptWrite, DeliveryAttempt, DeliveryStatus, DeliveryWork, Event, EventSource,
+    SubscriptionHealth, SubscriptionStatus,
 };
 use patchbay_core::{DeliveryId, Timestamp};
 use patchbay_vault::standard_webhooks::signature_header;
@@ -36,7 +36,7 @@ pub fn body(event: &Event) -> String {
         "timestamp": rfc3339(event.created),
         "created": event.created.timestamp(),
         "source": event.source.as_str(),
-        "connection_id": event.connection_id.map(|c| c.to_string()),
+        "connection_id": connection_of(event),
         "endpoint_id": event.endpoint_id.map(|e| e.to_string()),
         "account": event.account,
         "livemode": event.livemode,
@@ -50,6 +50,20 @@ pub fn body(event: &Event) -> String {
     out.push_str(&event.payload);
     out.push('}');
     out
+}
+
+/// The connection an event is about: the stored link, or, for Patchbay's
+/// own event about a deleted connection (stored detached), the connection
+/// its payload describes.
+fn connection_of(event: &Event) -> Option<String> {
+    if let Some(c) = event.connection_id {
+        return Some(c.to_string());
+    }
+    if event.source != EventSource::Patchbay {
+        return None;
+    }
+    let payload: serde_json::Value = serde_json::from_str(&event.payload).ok()?;
+    payload["data"]["object"]["id"].as_str().map(str::to_owned)
 }
 
 /// Runs one attempt of the delivery job and records it.
@@ -89,11 +103,13 @@ pub async fn run(state: &AppState, job: &Job, lease_token: Uuid) {
         return finish(state, job, lease_token, JobOutcome::Done).await;
     }
     let (record, outcome) = attempt(state, &work).await;
-    match state
-        .store
-        .record_delivery_attempt(&record, job.id, lease_token, &outcome, now())
-        .await
-    {
+    let write = AttemptWrite {
+        record,
+        job: job.id,
+        lease_token,
+        outcome,
+    };
+    match state.delivery_recorder.record(write).await {
         Ok(true) => {}
         Ok(false) => {
             warn!(delivery = %id, "a delivery attempt ended after its lease was lost; another worker owns it")
@@ -218,7 +234,12 @@ async fn attempt(state: &AppState, work: &DeliveryWork) -> (AttemptRecord, JobOu
                 attempt,
                 DeliveryStatus::Succeeded,
                 None,
-                SubscriptionHealth::Delivered,
+                // Only a run of failures needs ending (saves a statement per delivery).
+                if sub.failing_since.is_some() {
+                    SubscriptionHealth::Delivered
+                } else {
+                    SubscriptionHealth::Unchanged
+                },
             ),
             JobOutcome::Done,
         );

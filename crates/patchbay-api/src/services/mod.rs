@@ -10,6 +10,7 @@ pub mod connect_sessions;
 pub mod connections;
 pub mod credentials;
 pub mod deliveries;
+pub mod delivery_recorder;
 pub mod error;
 pub mod events;
 pub mod jobs;

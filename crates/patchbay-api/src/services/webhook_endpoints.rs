@@ -198,11 +198,13 @@ pub async fn update(
         id,
         json!({"events": endpoint.events}),
     );
-    state
+    let updated = state
         .store
         .update_webhook_endpoint(&endpoint, &audit)
         .await?
-        .ok_or_else(|| ServiceError::not_found("webhook endpoint", &id.to_string()))
+        .ok_or_else(|| ServiceError::not_found("webhook endpoint", &id.to_string()));
+    state.endpoint_cache.forget(id);
+    updated
 }
 
 /// Replaces the signing secret; the current one stays valid for `grace`
@@ -241,11 +243,13 @@ pub async fn roll_secret(
         id,
         json!({"secret_hint": roll.hint, "previous_valid_seconds": grace.as_secs()}),
     );
-    state
+    let rolled = state
         .store
         .roll_webhook_endpoint_secret(tenant, id, &roll, &audit)
         .await?
-        .ok_or_else(|| ServiceError::not_found("webhook endpoint", &id.to_string()))
+        .ok_or_else(|| ServiceError::not_found("webhook endpoint", &id.to_string()));
+    state.endpoint_cache.forget(id);
+    rolled
 }
 
 /// Deletes an endpoint; Stripe's posts to it are refused from now on.
@@ -256,6 +260,7 @@ pub async fn delete(
     id: WebhookEndpointId,
 ) -> Result<(), ServiceError> {
     let audit = ctx.event(tenant, "webhook_endpoint.deleted", id, json!({}));
+    state.endpoint_cache.forget(id);
     if state
         .store
         .delete_webhook_endpoint(tenant, id, &audit)

@@ -4,10 +4,15 @@
 //! endpoint and Stripe event id, and routed to the tenant's subscriptions.
 //! `account.application.deauthorized` revokes the connection it names.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use chrono::DateTime;
+use parking_lot::Mutex;
 use patchbay_core::connection::{AuthMethod, ConnectionFilter};
 use patchbay_core::time::now;
-use patchbay_core::webhook::{Event, EventInsert, EventSource, list_takes, types};
+use patchbay_core::webhook::{EndpointSecrets, Event, EventInsert, EventSource, list_takes, types};
 use patchbay_core::{ConnectionId, EventId, PageRequest, WebhookEndpointId};
 use patchbay_stripe::webhook::verify_signature;
 use serde::Deserialize;
@@ -16,6 +21,66 @@ use tracing::{info, warn};
 use super::error::ServiceError;
 use super::webhook_secrets;
 use crate::state::AppState;
+
+/// How long an endpoint (with its sealed secrets) read by the intake is
+/// reused. Changes through this replica drop it at once; another replica's
+/// change (a rolled secret, a deleted endpoint) is seen within this time.
+const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Most endpoints kept; beyond it the cache starts over.
+const ENDPOINT_CACHE_MAX: usize = 10_000;
+
+/// Endpoints recently read by the intake: a burst of Stripe's posts to one
+/// endpoint costs one database read per [`ENDPOINT_CACHE_TTL`].
+#[derive(Debug, Default)]
+pub struct EndpointCache(Mutex<HashMap<WebhookEndpointId, (Instant, Arc<EndpointSecrets>)>>);
+
+impl EndpointCache {
+    fn get(&self, id: WebhookEndpointId) -> Option<Arc<EndpointSecrets>> {
+        let map = self.0.lock();
+        map.get(&id)
+            .filter(|(at, _)| at.elapsed() < ENDPOINT_CACHE_TTL)
+            .map(|(_, e)| e.clone())
+    }
+
+    fn put(&self, id: WebhookEndpointId, found: Arc<EndpointSecrets>) {
+        let mut map = self.0.lock();
+        if map.len() >= ENDPOINT_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(id, (Instant::now(), found));
+    }
+
+    /// Forgets an endpoint (changed or deleted here).
+    pub fn forget(&self, id: WebhookEndpointId) {
+        self.0.lock().remove(&id);
+    }
+}
+
+async fn endpoint(
+    state: &AppState,
+    id: WebhookEndpointId,
+) -> Result<Option<Arc<EndpointSecrets>>, ServiceError> {
+    if let Some(found) = state.endpoint_cache.get(id) {
+        // A previous secret past its expiry is dropped, as the store would.
+        let expired = found
+            .endpoint
+            .previous_secret_expires_at
+            .is_some_and(|t| t <= now());
+        if !expired {
+            return Ok(Some(found));
+        }
+    }
+    let Some(found) = state
+        .store
+        .system_webhook_endpoint_secrets(id, now())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let found = Arc::new(found);
+    state.endpoint_cache.put(id, found.clone());
+    Ok(Some(found))
+}
 
 /// What the intake answers Stripe.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,12 +124,8 @@ pub async fn receive(
     let not_found = || ServiceError::not_found("webhook endpoint", endpoint_id);
     let id: WebhookEndpointId = endpoint_id.parse().map_err(|_| not_found())?;
     let at = now();
-    let found = state
-        .store
-        .system_webhook_endpoint_secrets(id, at)
-        .await?
-        .ok_or_else(not_found)?;
-    let endpoint = found.endpoint;
+    let found = endpoint(state, id).await?.ok_or_else(not_found)?;
+    let endpoint = &found.endpoint;
     let tenant = endpoint.tenant_id;
     let (current, previous) = webhook_secrets::open(
         state,
@@ -133,7 +194,25 @@ pub async fn receive(
         received_at: at,
         payload: text.to_owned(),
     };
-    match super::events::store(state, &event).await? {
+    let stored = match super::events::store(state, &event).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            // A cached endpoint (or its connection) deleted through another
+            // replica fails the insert's foreign keys: answer as for an
+            // unknown endpoint, not as an internal error.
+            state.endpoint_cache.forget(id);
+            if state
+                .store
+                .system_webhook_endpoint_secrets(id, now())
+                .await?
+                .is_none()
+            {
+                return Err(not_found());
+            }
+            return Err(e);
+        }
+    };
+    match stored {
         EventInsert::Duplicate(first) => {
             metrics::counter!("patchbay_webhook_events_received_total", "outcome" => "duplicate")
                 .increment(1);
