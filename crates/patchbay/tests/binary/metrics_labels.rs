@@ -1,12 +1,10 @@
 //! `/metrics` cannot be grown by callers: thousands of made-up methods and
 //! paths, sent over raw TCP, add no series; the log shows methods cut short.
 
-use std::io::Read;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{ADMIN, Env, Server, data_dir, master_key, terminate, wait_timeout};
+use crate::support::{ADMIN, Env, Server, data_dir, master_key};
 
 /// Sends `requests` pipelined on one connection (the last one closes it) and
 /// returns how many responses came back.
@@ -72,14 +70,7 @@ async fn junk_methods_and_paths_add_no_metric_series() {
     let env = Env::new(&data)
         .set("PATCHBAY_ADMIN_TOKEN", ADMIN)
         .set("PATCHBAY_MASTER_KEYS", master_key("k1"));
-    let mut server = Server::start(&env).await;
-    // Drain the log as it comes, so the server never blocks on a full pipe.
-    let mut stderr = server.child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let server = Server::start(&env).await;
     let http = reqwest::Client::new();
 
     // One of each kind first, so every series they may create exists.
@@ -121,10 +112,8 @@ async fn junk_methods_and_paths_add_no_metric_series() {
     );
     assert!(text.len() < 200_000, "/metrics is {} bytes", text.len());
 
-    terminate(&server.child);
-    let status = wait_timeout(&mut server.child, std::time::Duration::from_secs(30)).unwrap();
+    let (status, _, log) = server.stop_apart();
     assert!(status.success());
-    let log = log.join().unwrap();
     let longest = log
         .split(|c: char| !c.is_ascii_alphabetic())
         .map(str::len)

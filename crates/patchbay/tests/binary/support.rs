@@ -5,6 +5,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -72,6 +73,26 @@ impl Env {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// Standard output and error as read so far: drained by threads from
+    /// the start, so a chatty server (trace logs) never blocks on a full pipe.
+    output: [Arc<Mutex<Vec<u8>>>; 2],
+    drains: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Reads `from` to its end into `into`.
+fn drain(
+    mut from: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => into.lock().unwrap().extend_from_slice(&buf[..n]),
+            }
+        }
+    })
 }
 
 impl Server {
@@ -86,17 +107,17 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let output = [Arc::default(), Arc::default()];
+        let drains = vec![
+            drain(child.stdout.take().unwrap(), Arc::clone(&output[0])),
+            drain(child.stderr.take().unwrap(), Arc::clone(&output[1])),
+        ];
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+                let err = String::from_utf8_lossy(&output[1].lock().unwrap()).into_owned();
                 panic!("server exited with {status}: {err}");
             }
             if let Ok(r) = reqwest::get(format!("{base}/readyz")).await
@@ -107,7 +128,23 @@ impl Server {
             assert!(Instant::now() < deadline, "server did not become ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { child, base }
+        Self {
+            child,
+            base,
+            output,
+            drains,
+        }
+    }
+
+    /// Waits for the process to end (after a signal) and returns its status
+    /// with everything it printed.
+    pub fn wait_apart(&mut self, limit: Duration) -> (std::process::ExitStatus, String, String) {
+        let status = wait_timeout(&mut self.child, limit).expect("server stops in time");
+        for d in self.drains.drain(..) {
+            let _ = d.join();
+        }
+        let text = |i: usize| String::from_utf8_lossy(&self.output[i].lock().unwrap()).into_owned();
+        (status, text(0), text(1))
     }
 
     /// Sends SIGTERM and returns the exit status with everything printed.
@@ -119,23 +156,7 @@ impl Server {
     /// Sends SIGTERM and returns the exit status, standard output and standard error.
     pub fn stop_apart(mut self) -> (std::process::ExitStatus, String, String) {
         terminate(&self.child);
-        let status = wait_timeout(&mut self.child, Duration::from_secs(30))
-            .expect("server stops within 30s");
-        let mut stdout = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut stdout)
-            .unwrap();
-        let mut stderr = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        (status, stdout, stderr)
+        self.wait_apart(Duration::from_secs(30))
     }
 }
 
