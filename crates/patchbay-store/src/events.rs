@@ -5,11 +5,10 @@
 //! the job's outcome are recorded together too, only under the job's lease.
 
 use async_trait::async_trait;
-use patchbay_core::sealed::SealedSecret;
 use patchbay_core::store::{EventStore, StoreResult};
 use patchbay_core::webhook::{
     AttemptRecord, AttemptWrite, Delivery, DeliveryAttempt, DeliveryWork, Event, EventFilter,
-    EventInsert, NewDelivery, SubscriptionHealth, SubscriptionSecrets,
+    EventInsert, NewDelivery, SubscriptionHealth,
 };
 use patchbay_core::{DeliveryId, EventId, Id, Page, PageRequest, TenantId, Timestamp};
 use sqlx::QueryBuilder;
@@ -19,11 +18,11 @@ use crate::engine::for_each_engine;
 use crate::error::map;
 use crate::page::push_page;
 use crate::rows::convert;
-use crate::subscriptions::aliased_subscription_columns;
+use crate::signing_secrets::SecretTable;
+use crate::subscriptions::subscription_secrets;
 use crate::types::{DbTime, db_time};
 use crate::webhook_rows::{
-    ATTEMPT_COLUMNS, AttemptRow, DATA_KEY_JOIN, DELIVERY_COLUMNS, DeliveryRow, EVENT_COLUMNS,
-    EventRow, SecretsRow, SubscriptionRow,
+    ATTEMPT_COLUMNS, AttemptRow, DELIVERY_COLUMNS, DeliveryRow, EVENT_COLUMNS, EventRow,
 };
 
 /// A delivery to a subscription that still exists and is enabled.
@@ -293,8 +292,9 @@ for_each_engine! {
             let mut out = Vec::with_capacity(created.len());
             for id in created {
                 let row: DeliveryRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM event_deliveries WHERE id = $1"
+                    "SELECT {DELIVERY_COLUMNS} FROM event_deliveries WHERE tenant_id = $1 AND id = $2"
                 )))
+                .bind(tenant.uuid())
                 .bind(id.uuid())
                 .fetch_one(&mut *tx)
                 .await
@@ -372,30 +372,19 @@ for_each_engine! {
             .await
             .map_err(map)?;
             let Some(event) = event else { return Ok(None) };
-            let columns = aliased_subscription_columns();
-            let sub: Option<SecretsRow<SubscriptionRow>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {columns}, t.secret, \
-                 CASE WHEN t.previous_expires_at > $3 THEN t.previous_secret END AS previous_secret, \
-                 {DATA_KEY_JOIN} FROM event_subscriptions t \
-                 JOIN data_keys d ON d.id = t.data_key_id AND d.tenant_id = t.tenant_id \
-                 WHERE t.tenant_id = $1 AND t.id = $2"
-            )))
-            .bind(tenant.uuid())
-            .bind(delivery.subscription_id.uuid())
-            .bind(DbTime(now))
-            .fetch_optional(&mut *reader)
-            .await
-            .map_err(map)?;
+            let sub = Engine::signing_secrets(
+                &mut reader,
+                SecretTable::Subscriptions,
+                Some(tenant),
+                delivery.subscription_id.uuid(),
+                now,
+            )
+            .await?;
             let Some(sub) = sub else { return Ok(None) };
             Ok(Some(DeliveryWork {
                 delivery,
                 event: event.try_into()?,
-                subscription: SubscriptionSecrets {
-                    subscription: sub.record.try_into()?,
-                    data_key: sub.data_key.into(),
-                    secret: SealedSecret(sub.secret),
-                    previous: sub.previous_secret.map(SealedSecret),
-                },
+                subscription: subscription_secrets(sub)?,
             }))
         }
 

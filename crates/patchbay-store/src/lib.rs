@@ -42,6 +42,7 @@ mod events;
 mod health;
 mod jobs;
 mod keyring;
+mod signing_secrets;
 mod subscriptions;
 mod tenants;
 mod webhook_endpoints;

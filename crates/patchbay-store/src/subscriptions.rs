@@ -14,16 +14,20 @@ use crate::engine::for_each_engine;
 use crate::error::map;
 use crate::page::push_page;
 use crate::rows::convert;
+use crate::signing_secrets::SecretTable;
 use crate::types::{DbTime, db_time};
-use crate::webhook_rows::{DATA_KEY_JOIN, SUBSCRIPTION_COLUMNS, SecretsRow, SubscriptionRow};
+use crate::webhook_rows::{SUBSCRIPTION_COLUMNS, SecretsRow, SubscriptionRow};
 
-/// The subscription columns under the alias `t`.
-pub(crate) fn aliased_subscription_columns() -> String {
-    SUBSCRIPTION_COLUMNS
-        .split(", ")
-        .map(|c| format!("t.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A subscription row with its secrets, as the domain type.
+pub(crate) fn subscription_secrets(
+    row: SecretsRow<SubscriptionRow>,
+) -> StoreResult<SubscriptionSecrets> {
+    Ok(SubscriptionSecrets {
+        subscription: row.record.try_into()?,
+        data_key: row.data_key.into(),
+        secret: SealedSecret(row.secret),
+        previous: row.previous_secret.map(SealedSecret),
+    })
 }
 
 for_each_engine! {
@@ -149,32 +153,9 @@ for_each_engine! {
             roll: &SecretRoll,
             audit: &AuditEvent,
         ) -> StoreResult<Option<Subscription>> {
-            let mut tx = self.begin().await?;
-            let (previous, expires) = match &roll.previous {
-                Some((sealed, at)) => (Some(&sealed.0), Some(*at)),
-                None => (None, None),
-            };
-            let row: Option<SubscriptionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE event_subscriptions SET data_key_id = $1, secret = $2, secret_hint = $3, \
-                 previous_secret = $4, previous_expires_at = $5, updated_at = $6 \
-                 WHERE tenant_id = $7 AND id = $8 RETURNING {SUBSCRIPTION_COLUMNS}"
-            )))
-            .bind(roll.data_key_id.uuid())
-            .bind(&roll.secret.0)
-            .bind(&roll.hint)
-            .bind(previous)
-            .bind(db_time(expires))
-            .bind(DbTime(roll.at))
-            .bind(tenant.uuid())
-            .bind(id.uuid())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map)?;
-            if row.is_none() {
-                return Ok(None);
-            }
-            Engine::insert_audit(&mut tx, audit).await?;
-            tx.commit().await.map_err(map)?;
+            let row: Option<SubscriptionRow> = self
+                .roll_signing_secret(SecretTable::Subscriptions, tenant, id.uuid(), roll, audit)
+                .await?;
             row.map(TryInto::try_into).transpose()
         }
 
@@ -184,20 +165,8 @@ for_each_engine! {
             id: SubscriptionId,
             audit: &AuditEvent,
         ) -> StoreResult<bool> {
-            let mut tx = self.begin().await?;
-            let deleted = sqlx::query("DELETE FROM event_subscriptions WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.uuid())
-                .bind(id.uuid())
-                .execute(&mut *tx)
+            self.delete_signed(SecretTable::Subscriptions, tenant, id.uuid(), audit)
                 .await
-                .map_err(map)?
-                .rows_affected();
-            if deleted == 0 {
-                return Ok(false);
-            }
-            Engine::insert_audit(&mut tx, audit).await?;
-            tx.commit().await.map_err(map)?;
-            Ok(true)
         }
 
         async fn subscription_secrets(
@@ -206,27 +175,15 @@ for_each_engine! {
             id: SubscriptionId,
             now: Timestamp,
         ) -> StoreResult<Option<SubscriptionSecrets>> {
-            let columns = aliased_subscription_columns();
-            let row: Option<SecretsRow<SubscriptionRow>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {columns}, t.secret, \
-                 CASE WHEN t.previous_expires_at > $3 THEN t.previous_secret END AS previous_secret, \
-                 {DATA_KEY_JOIN} FROM event_subscriptions t \
-                 JOIN data_keys d ON d.id = t.data_key_id AND d.tenant_id = t.tenant_id \
-                 WHERE t.tenant_id = $1 AND t.id = $2"
-            )))
-            .bind(tenant.uuid())
-            .bind(id.uuid())
-            .bind(DbTime(now))
-            .fetch_optional(&mut *self.reader().await?)
-            .await
-            .map_err(map)?;
-            let Some(row) = row else { return Ok(None) };
-            Ok(Some(SubscriptionSecrets {
-                subscription: row.record.try_into()?,
-                data_key: row.data_key.into(),
-                secret: SealedSecret(row.secret),
-                previous: row.previous_secret.map(SealedSecret),
-            }))
+            let row = Engine::signing_secrets(
+                &mut *self.reader().await?,
+                SecretTable::Subscriptions,
+                Some(tenant),
+                id.uuid(),
+                now,
+            )
+            .await?;
+            row.map(subscription_secrets).transpose()
         }
     }
 }

@@ -16,8 +16,9 @@ use crate::engine::for_each_engine;
 use crate::error::map;
 use crate::page::push_page;
 use crate::rows::convert;
-use crate::types::{DbTime, db_time};
-use crate::webhook_rows::{DATA_KEY_JOIN, ENDPOINT_COLUMNS, EndpointRow, SecretsRow};
+use crate::signing_secrets::SecretTable;
+use crate::types::DbTime;
+use crate::webhook_rows::{ENDPOINT_COLUMNS, EndpointRow, SecretsRow};
 
 for_each_engine! {
     #[async_trait]
@@ -125,32 +126,9 @@ for_each_engine! {
             roll: &SecretRoll,
             audit: &AuditEvent,
         ) -> StoreResult<Option<WebhookEndpoint>> {
-            let mut tx = self.begin().await?;
-            let (previous, expires) = match &roll.previous {
-                Some((sealed, at)) => (Some(&sealed.0), Some(*at)),
-                None => (None, None),
-            };
-            let row: Option<EndpointRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE webhook_endpoints SET data_key_id = $1, secret = $2, secret_hint = $3, \
-                 previous_secret = $4, previous_expires_at = $5, updated_at = $6 \
-                 WHERE tenant_id = $7 AND id = $8 RETURNING {ENDPOINT_COLUMNS}"
-            )))
-            .bind(roll.data_key_id.uuid())
-            .bind(&roll.secret.0)
-            .bind(&roll.hint)
-            .bind(previous)
-            .bind(db_time(expires))
-            .bind(DbTime(roll.at))
-            .bind(tenant.uuid())
-            .bind(id.uuid())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map)?;
-            if row.is_none() {
-                return Ok(None);
-            }
-            Engine::insert_audit(&mut tx, audit).await?;
-            tx.commit().await.map_err(map)?;
+            let row: Option<EndpointRow> = self
+                .roll_signing_secret(SecretTable::Endpoints, tenant, id.uuid(), roll, audit)
+                .await?;
             row.map(TryInto::try_into).transpose()
         }
 
@@ -160,20 +138,8 @@ for_each_engine! {
             id: WebhookEndpointId,
             audit: &AuditEvent,
         ) -> StoreResult<bool> {
-            let mut tx = self.begin().await?;
-            let deleted = sqlx::query("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.uuid())
-                .bind(id.uuid())
-                .execute(&mut *tx)
+            self.delete_signed(SecretTable::Endpoints, tenant, id.uuid(), audit)
                 .await
-                .map_err(map)?
-                .rows_affected();
-            if deleted == 0 {
-                return Ok(false);
-            }
-            Engine::insert_audit(&mut tx, audit).await?;
-            tx.commit().await.map_err(map)?;
-            Ok(true)
         }
 
         async fn system_webhook_endpoint_secrets(
@@ -181,23 +147,14 @@ for_each_engine! {
             id: WebhookEndpointId,
             now: Timestamp,
         ) -> StoreResult<Option<EndpointSecrets>> {
-            let columns = ENDPOINT_COLUMNS
-                .split(", ")
-                .map(|c| format!("t.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let row: Option<SecretsRow<EndpointRow>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {columns}, t.secret, \
-                 CASE WHEN t.previous_expires_at > $2 THEN t.previous_secret END AS previous_secret, \
-                 {DATA_KEY_JOIN} FROM webhook_endpoints t \
-                 JOIN data_keys d ON d.id = t.data_key_id AND d.tenant_id = t.tenant_id \
-                 WHERE t.id = $1"
-            )))
-            .bind(id.uuid())
-            .bind(DbTime(now))
-            .fetch_optional(&mut *self.reader().await?)
-            .await
-            .map_err(map)?;
+            let row: Option<SecretsRow<EndpointRow>> = Engine::signing_secrets(
+                &mut *self.reader().await?,
+                SecretTable::Endpoints,
+                None,
+                id.uuid(),
+                now,
+            )
+            .await?;
             let Some(row) = row else { return Ok(None) };
             Ok(Some(EndpointSecrets {
                 endpoint: row.record.try_into()?,
