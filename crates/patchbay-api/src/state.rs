@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use patchbay_core::Store;
 use patchbay_core::store::AuditStore;
+use patchbay_core::{ConnectionId, Store, TenantId};
 use patchbay_stripe::StripeClient;
 use patchbay_vault::api_token::token_digest;
 use patchbay_vault::{Keyring, SessionSigner};
@@ -17,7 +17,9 @@ use crate::auth::KeyVerifier;
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::HttpMetrics;
 use crate::services::audit_log::{AuditLog, AuditLogSettings};
+use crate::services::credential_cache::CredentialCache;
 use crate::services::jobs::{JobSettings, JobWakeup};
+use crate::services::permission_memo::PermissionMemo;
 use crate::services::webhook_sender::{OutboundPolicy, WebhookSender};
 
 /// Webhooks in (Stripe's signed events) and out (deliveries to tenants).
@@ -79,6 +81,9 @@ pub struct ApiConfig {
     /// How long a verified API key is trusted without looking at the database
     /// again (zero disables the cache: a database read on every request).
     pub key_cache_ttl: Duration,
+    /// How long an opened connection (record and credential) is reused by
+    /// the proxy and actions on this replica (zero: opened on every call).
+    pub connection_cache_ttl: Duration,
     /// How often each connection is re-validated in the background.
     pub revalidate_every: Duration,
     /// The job worker.
@@ -113,6 +118,7 @@ impl Default for ApiConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(120),
             key_cache_ttl: Duration::from_secs(10),
+            connection_cache_ttl: Duration::from_secs(2),
             revalidate_every: Duration::from_secs(24 * 3600),
             jobs: JobSettings::default(),
             max_connections_per_tenant: 1000,
@@ -137,6 +143,9 @@ pub fn random_session_signer() -> SessionSigner {
     let key = SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes));
     SessionSigner::new(&key).expect("48 random bytes are a strong key")
 }
+
+/// Most opened connections one replica keeps at once.
+const CREDENTIAL_CACHE_CAPACITY: usize = 20_000;
 
 /// Shared state; cheap to clone.
 #[derive(Clone, Debug)]
@@ -168,6 +177,10 @@ pub struct Inner {
     pub webhook_sender: WebhookSender,
     /// Records delivery attempts in batches (group commit).
     pub delivery_recorder: crate::services::delivery_recorder::DeliveryRecorder,
+    /// Connections recently opened by the proxy and actions.
+    pub credential_cache: CredentialCache,
+    /// Restricted-key permissions recently recorded by actions.
+    pub permission_memo: PermissionMemo,
     /// Webhook endpoints recently read by the intake.
     pub endpoint_cache: crate::services::webhook_intake::EndpointCache,
     /// Audit records of high-volume calls, written in batches off the
@@ -205,6 +218,8 @@ impl AppState {
         config: ApiConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
+        let credential_cache =
+            CredentialCache::new(config.connection_cache_ttl, CREDENTIAL_CACHE_CAPACITY);
         let keys = KeyVerifier::new(store.clone(), config.clock.clone(), config.key_cache_ttl);
         let audit_store: Arc<dyn AuditStore> = store.clone();
         let audit_log = AuditLog::spawn(audit_store, config.audit_log.clone());
@@ -225,9 +240,24 @@ impl AppState {
             delivery_wakeup: JobWakeup::default(),
             webhook_sender,
             endpoint_cache: Default::default(),
+            credential_cache,
+            permission_memo: PermissionMemo::default(),
             delivery_recorder,
             audit_log,
         }))
+    }
+
+    /// A connection changed (credential, status, record, deletion): calls
+    /// stop using what was opened before.
+    pub fn connection_changed(&self, tenant: TenantId, id: ConnectionId) {
+        self.credential_cache.invalidate(tenant, id);
+        self.permission_memo.forget(id);
+    }
+
+    /// Something every connection of a tenant depends on changed (its
+    /// Connect platform, the tenant itself).
+    pub fn tenant_connections_changed(&self, tenant: TenantId) {
+        self.credential_cache.invalidate_tenant(tenant);
     }
 
     /// Whether `token` is the admin token (constant time).

@@ -39,6 +39,7 @@ CONFIGURATION
   PATCHBAY_JOB_POLL                how often the job worker looks for due work [1s]
   PATCHBAY_JOB_BACKOFF             first retry delay of a failed job, doubling [10s]
   PATCHBAY_KEY_CACHE_TTL           how long a verified API key is trusted (0 disables) [10s]
+  PATCHBAY_CONNECTION_CACHE_TTL    how long the proxy and actions reuse an opened connection (0 disables) [2s]
   PATCHBAY_MAX_BODY_BYTES          largest request body [1048576]
   PATCHBAY_PROXY_MAX_BODY_BYTES    largest body the raw proxy forwards, uploads included [33554432]
   PATCHBAY_PROXY_FORWARD_HEADERS   extra caller headers the proxy forwards, comma-separated []

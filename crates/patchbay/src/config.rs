@@ -81,6 +81,9 @@ pub struct Settings {
     /// Verified-key cache lifetime.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub key_cache_ttl: Duration,
+    /// Opened-connection cache lifetime (the proxy and actions).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub connection_cache_ttl: Duration,
     /// Largest request body.
     #[serde(deserialize_with = "number")]
     pub max_body_bytes: usize,
@@ -168,6 +171,7 @@ struct Defaults {
     job_poll: &'static str,
     job_backoff: &'static str,
     key_cache_ttl: &'static str,
+    connection_cache_ttl: &'static str,
     max_body_bytes: usize,
     proxy_max_body_bytes: u64,
     proxy_forward_headers: &'static str,
@@ -211,6 +215,7 @@ const DEFAULTS: Defaults = Defaults {
     job_poll: "1s",
     job_backoff: "10s",
     key_cache_ttl: "10s",
+    connection_cache_ttl: "2s",
     max_body_bytes: 1024 * 1024,
     proxy_max_body_bytes: 32 * 1024 * 1024,
     proxy_forward_headers: "",
@@ -550,6 +555,7 @@ mod tests {
         assert!(s.database_url.is_none());
         assert_eq!(s.revalidate_every, Duration::from_secs(86_400));
         assert_eq!(s.key_cache_ttl, Duration::from_secs(10));
+        assert_eq!(s.connection_cache_ttl, Duration::from_secs(2));
         assert_eq!(s.header_read_timeout, Duration::from_secs(10));
         assert_eq!(s.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.max_connections, 4096);
@@ -644,6 +650,7 @@ mod more_tests {
             ("PATCHBAY_STRIPE_MAX_RETRIES", "5"),
             ("PATCHBAY_REVALIDATE_EVERY", "2s"),
             ("PATCHBAY_KEY_CACHE_TTL", "0"),
+            ("PATCHBAY_CONNECTION_CACHE_TTL", "0"),
             (
                 "PATCHBAY_ADMIN_TOKEN",
                 "12345678901234567890123456789012345",
@@ -656,6 +663,7 @@ mod more_tests {
         assert_eq!(s.stripe_max_retries, 5);
         assert_eq!(s.revalidate_every, Duration::from_secs(2));
         assert!(s.key_cache_ttl.is_zero());
+        assert!(s.connection_cache_ttl.is_zero());
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(
             s.admin_token.unwrap().expose_secret(),

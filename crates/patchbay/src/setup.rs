@@ -272,6 +272,7 @@ pub fn api_config(settings: &Settings) -> ApiConfig {
         max_body_bytes: settings.max_body_bytes,
         request_timeout: settings.request_timeout,
         key_cache_ttl: settings.key_cache_ttl,
+        connection_cache_ttl: settings.connection_cache_ttl,
         revalidate_every: settings.revalidate_every,
         jobs: JobSettings {
             poll_every: settings.job_poll,

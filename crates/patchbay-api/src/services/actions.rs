@@ -24,7 +24,7 @@ use patchbay_stripe::{
 use serde_json::{Value, json};
 use tracing::warn;
 
-use super::credentials::{Credential, open};
+use super::credentials::{Credential, open_for_call};
 use super::error::{ErrorKind, ServiceError};
 use crate::auth::{AuditContext, TenantPrincipal};
 use crate::state::AppState;
@@ -121,7 +121,7 @@ pub async fn run(
                 .unwrap_or_else(|| format!("patchbay-{}", uuid::Uuid::new_v4().simple())),
         );
     }
-    let opened = open(state, caller.tenant_id, id).await?;
+    let opened = open_for_call(state, caller.tenant_id, id).await?;
     let conn = &opened.connection;
     if conn.status != ConnectionStatus::Active {
         return Err(ServiceError::conflict(
@@ -279,13 +279,21 @@ async fn learn(
             }),
         _ => None,
     };
-    if let Some(observation) = observation
-        && let Err(e) = state
-            .store
-            .record_permission(caller.tenant_id, id, &observation)
-            .await
+    let Some(observation) = observation else {
+        return;
+    };
+    let memo = &state.permission_memo;
+    let (name, granted) = (observation.permission.as_str(), observation.granted);
+    if !memo.should_record(id, name, granted, Instant::now()) {
+        return;
+    }
+    match state
+        .store
+        .record_permission(caller.tenant_id, id, &observation)
+        .await
     {
-        warn!(error = %e, connection = %id, "could not record a permission observation");
+        Ok(()) => memo.recorded(id, name, granted, Instant::now()),
+        Err(e) => warn!(error = %e, connection = %id, "could not record a permission observation"),
     }
 }
 

@@ -340,8 +340,9 @@ pub async fn update(
                 next_updated_at(current.updated_at),
                 &event,
             )
-            .await
-            .map_err(|e| store_error(e, details.external_id.as_deref()))?;
+            .await;
+        state.connection_changed(tenant, id);
+        let updated = updated.map_err(|e| store_error(e, details.external_id.as_deref()))?;
         match updated {
             Updated::Applied(c) => return Ok(c),
             Updated::NotFound => return Err(not_found(id)),
@@ -372,7 +373,9 @@ pub async fn delete(
             id,
             json!({"key_hint": current.key_hint}),
         );
-        if !state.store.delete_connection(tenant, id, &event).await? {
+        let deleted = state.store.delete_connection(tenant, id, &event).await;
+        state.connection_changed(tenant, id);
+        if !deleted? {
             return Err(not_found(id));
         }
         super::oauth::Disconnect::Deleted
@@ -424,11 +427,12 @@ pub async fn mark_revoked(
         id,
         json!({"reason": code, "previous_status": before.status}),
     );
-    let Some(after) = state
+    let recorded = state
         .store
         .record_validation(tenant, id, &record, Some(&event))
-        .await?
-    else {
+        .await;
+    state.connection_changed(tenant, id);
+    let Some(after) = recorded? else {
         return Ok(false);
     };
     super::events::emit_status_change(state, &before, &after).await;
@@ -486,8 +490,9 @@ pub async fn validate(
     let recorded = state
         .store
         .record_validation(tenant, id, &record, event.as_ref())
-        .await?
-        .ok_or_else(|| not_found(id))?;
+        .await;
+    state.connection_changed(tenant, id);
+    let recorded = recorded?.ok_or_else(|| not_found(id))?;
     super::events::emit_status_change(state, conn, &recorded).await;
     if trigger == Trigger::Request {
         // The schedule normally exists since creation; a request re-creates it
@@ -633,9 +638,10 @@ pub async fn rotate(
             "account_change": account_change,
         }),
     );
-    state
+    let rotated = state
         .store
         .rotate_connection_secret(tenant, id, &rotation, &event)
-        .await?
-        .ok_or_else(|| not_found(id))
+        .await;
+    state.connection_changed(tenant, id);
+    rotated?.ok_or_else(|| not_found(id))
 }

@@ -3,6 +3,9 @@
 //! needs — the key to send and, for a grant, the `Stripe-Account` to send with
 //! it — only in memory, only for the call at hand.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use patchbay_core::connect::{SecretRole, StripePlatform};
 use patchbay_core::connection::{AuthMethod, Connection};
 use patchbay_core::sealed::SealedSecret;
@@ -11,6 +14,7 @@ use patchbay_stripe::StripeKey;
 use patchbay_vault::{DataKey, SecretContext};
 use secrecy::SecretString;
 
+use super::credential_cache::HotConnection;
 use super::error::ServiceError;
 use crate::state::AppState;
 
@@ -202,6 +206,23 @@ pub async fn open(
         data_key,
         data_key_id: secrets.data_key.id,
     })
+}
+
+/// A connection's record and credential for a call (the proxy, actions):
+/// from the short-lived cache when it has them, else opened and cached.
+pub async fn open_for_call(
+    state: &AppState,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<Arc<HotConnection>, ServiceError> {
+    let cache = &state.credential_cache;
+    if let Some(hot) = cache.get(tenant, id, Instant::now()) {
+        return Ok(hot);
+    }
+    let ticket = cache.ticket();
+    let hot = Arc::new(HotConnection::from(open(state, tenant, id).await?));
+    cache.insert(tenant, id, hot.clone(), ticket, Instant::now());
+    Ok(hot)
 }
 
 /// The error when a Connect connection's platform is gone.

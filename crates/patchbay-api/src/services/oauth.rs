@@ -593,10 +593,12 @@ async fn store_grant(
                 "stripe_account_id": account, "scope": scope, "livemode": flow.livemode,
             }),
         );
-        let connection = state
+        let applied = state
             .store
             .apply_grant(tenant, existing.id, &update, &event)
-            .await
+            .await;
+        state.connection_changed(tenant, existing.id);
+        let connection = applied
             .map_err(|e| store_error(e, flow.external_id.as_deref()))?
             .ok_or_else(|| {
                 ServiceError::conflict(
@@ -874,11 +876,9 @@ async fn refresh_leased(
             "stripe_account_id": grant.account, "scope": scope,
         }),
     );
-    state
-        .store
-        .apply_grant(tenant, id, &update, &event)
-        .await?
-        .ok_or_else(|| {
+    let applied = state.store.apply_grant(tenant, id, &update, &event).await;
+    state.connection_changed(tenant, id);
+    applied?.ok_or_else(|| {
             ServiceError::conflict(
                 "refresh_conflict",
                 "The refresh took longer than its lease and another one replaced the tokens; read the connection again.",
@@ -930,7 +930,9 @@ pub async fn disconnect(
             json!({"auth_method": "oauth", "stripe_account_id": account, "deauthorized": false,
                    "reason": "another connection uses the account"}),
         );
-        return if state.store.delete_connection(tenant, id, &event).await? {
+        let deleted = state.store.delete_connection(tenant, id, &event).await;
+        state.connection_changed(tenant, id);
+        return if deleted? {
             Ok(Disconnect::Deleted)
         } else {
             Err(ServiceError::not_found("connection", &id.to_string()))
@@ -973,7 +975,9 @@ pub async fn disconnect(
                     "auth_method": "oauth", "stripe_account_id": account, "deauthorized": true,
                 }),
             );
-            if state.store.delete_connection(tenant, id, &event).await? {
+            let deleted = state.store.delete_connection(tenant, id, &event).await;
+            state.connection_changed(tenant, id);
+            if deleted? {
                 Ok(Disconnect::Deleted)
             } else {
                 Err(ServiceError::not_found("connection", &id.to_string()))
@@ -1006,8 +1010,10 @@ pub async fn disconnect(
             let updated = state
                 .store
                 .mark_connection_revoking(tenant, id, &error, &job, &event)
-                .await?
-                .ok_or_else(|| ServiceError::not_found("connection", &id.to_string()))?;
+                .await;
+            state.connection_changed(tenant, id);
+            let updated =
+                updated?.ok_or_else(|| ServiceError::not_found("connection", &id.to_string()))?;
             Ok(Disconnect::Pending(Box::new(updated)))
         }
     }
@@ -1061,11 +1067,9 @@ pub async fn run_deauthorize_job(
         json!({"auth_method": "oauth", "stripe_account_id": account, "deauthorized": !shared}),
         None,
     );
-    let deleted = state
-        .store
-        .delete_connection(tenant, conn.id, &event)
-        .await
-        .map_err(|e| e.to_string())?;
+    let deleted = state.store.delete_connection(tenant, conn.id, &event).await;
+    state.connection_changed(tenant, conn.id);
+    let deleted = deleted.map_err(|e| e.to_string())?;
     if deleted {
         super::events::emit_connection(
             state,

@@ -157,11 +157,12 @@ pub async fn put(
             "redirect_uris": platform.redirect_uris,
         }),
     );
-    state
+    let put = state
         .store
         .put_stripe_platform(&platform, data_key_record.id, &sealed, &event)
-        .await
-        .map_err(|e| match e {
+        .await;
+    state.tenant_connections_changed(tenant);
+    put.map_err(|e| match e {
             StoreError::Conflict { field: "client_id" } => ServiceError::conflict(
                 "integration_in_use",
                 format!(
@@ -214,11 +215,12 @@ pub async fn delete(
         format_args!("stripe_platform:{}", livemode.map_or("all", mode)),
         json!({"force": force}),
     );
-    match state
+    let deleted = state
         .store
         .delete_stripe_platforms(tenant, livemode, force, &event)
-        .await?
-    {
+        .await;
+    state.tenant_connections_changed(tenant);
+    match deleted? {
         PlatformDeletion::Deleted { .. } => Ok(()),
         PlatformDeletion::NotFound => Err(ServiceError::not_found(
             "stripe integration",

@@ -8,7 +8,7 @@ use patchbay_core::connection::ConnectionStatus;
 use patchbay_stripe::StripeKey;
 use patchbay_stripe::oauth::is_account_id;
 
-use super::credentials::{Credential, open};
+use super::credentials::{Credential, open_for_call};
 use super::error::ServiceError;
 use crate::auth::TenantPrincipal;
 use crate::state::AppState;
@@ -71,7 +71,7 @@ pub async fn target(
             ));
         }
     };
-    let opened = open(state, caller.tenant_id, id).await?;
+    let opened = open_for_call(state, caller.tenant_id, id).await?;
     let conn = &opened.connection;
     if conn.status != ConnectionStatus::Active {
         return Err(ServiceError::conflict(
@@ -117,10 +117,7 @@ pub async fn target(
         .map(str::to_owned)
         .or_else(|| conn.stripe_version.clone());
     let livemode = conn.livemode;
-    let key = match opened.credential {
-        Credential::ApiKey(key) => key,
-        Credential::ConnectGrant(grant) => grant.platform.key,
-    };
+    let key = opened.credential.key().clone();
     Ok(Target {
         connection: id,
         livemode,

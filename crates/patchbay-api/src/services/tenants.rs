@@ -124,6 +124,7 @@ pub async fn update(
             Updated::Applied(tenant) => {
                 if tenant.status != TenantStatus::Active {
                     state.keys.invalidate_tenant(id);
+                    state.tenant_connections_changed(id);
                 }
                 return Ok(tenant);
             }
@@ -148,5 +149,6 @@ pub async fn delete(
         return Err(ServiceError::not_found("tenant", &id.to_string()));
     }
     state.keys.invalidate_tenant(id);
+    state.tenant_connections_changed(id);
     Ok(())
 }

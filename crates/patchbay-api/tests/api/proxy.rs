@@ -546,3 +546,53 @@ async fn a_connect_grant_calls_with_the_platform_key_on_its_account() {
     let reply = raw(&app, Method::OPTIONS, &uri, &[], Body::empty()).await;
     assert_eq!(reply.status, 401, "{}", reply.text);
 }
+
+/// The opened connection is reused between calls (one read per TTL), but a
+/// rotation, an invalidating validation and a deletion take effect on the very
+/// next call: the cache is dropped by every change, not left to expire.
+#[tokio::test]
+async fn the_next_call_after_a_change_uses_the_change_not_the_cached_credential() {
+    use crate::connections::SK2;
+    let app = TestApp::new().await;
+    let (_, key, conn) = setup(&app).await;
+    let headers = [("x-api-key", key.as_str())];
+    for sk in [SK, SK2] {
+        Mock::given(method("GET"))
+            .and(path("/v1/balance"))
+            .and(header("authorization", format!("Bearer {sk}").as_str()))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"key": &sk[sk.len() - 4..]})),
+            )
+            .mount(&app.stripe)
+            .await;
+    }
+    let url = format!("/api/v1/connections/{conn}/proxy/v1/balance");
+    for _ in 0..3 {
+        let reply = raw(&app, Method::GET, &url, &headers, Body::empty()).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.body["key"], "4242");
+    }
+
+    // Rotation: the very next call carries the new key.
+    account_for(&app, SK2, account("acct_1Acme")).await;
+    let rotated = app
+        .post(
+            &format!("/api/v1/connections/{conn}/rotate"),
+            &key,
+            json!({"api_key": SK2}),
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    let reply = raw(&app, Method::GET, &url, &headers, Body::empty()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["key"], "7777", "the cached old key was used");
+
+    // Deletion: the very next call finds no connection.
+    let deleted = app
+        .delete(&format!("/api/v1/connections/{conn}"), &key)
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    let reply = raw(&app, Method::GET, &url, &headers, Body::empty()).await;
+    assert_eq!(reply.status, 404, "{}", reply.text);
+    assert_eq!(assert_envelope(&reply), "resource_missing");
+}
