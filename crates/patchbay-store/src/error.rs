@@ -99,7 +99,9 @@ mod tests {
 
     #[test]
     fn a_server_going_away_is_unavailable_not_internal() {
-        for code in ["57P01", "57P02", "57P03", "53300", "08006", "08001", "08003"] {
+        for code in [
+            "57P01", "57P02", "57P03", "53300", "08006", "08001", "08003",
+        ] {
             assert!(server_unavailable(code), "{code}");
         }
         // Statement errors stay what they are.

@@ -88,8 +88,14 @@ pub struct Created {
 }
 
 enum KeyState {
-    InFlight { params: String },
-    Done { params: String, status: u16, body: String },
+    InFlight {
+        params: String,
+    },
+    Done {
+        params: String,
+        status: u16,
+        body: String,
+    },
 }
 
 #[derive(Default)]
@@ -447,7 +453,8 @@ async fn answer(stream: &mut TcpStream, state: &State, request: Request) -> bool
                         id: id.clone(),
                         idempotency_key: Some(key.clone()),
                     });
-                    let body = json!({"id": id, "object": "customer", "params": params}).to_string();
+                    let body =
+                        json!({"id": id, "object": "customer", "params": params}).to_string();
                     let done = KeyState::Done {
                         params: params.clone(),
                         status: 200,

@@ -366,7 +366,8 @@ async fn retries_that_run_out_end_in_a_clear_error_naming_stripe() {
     // attempt's; the retries were replays). The caller's own key lets it
     // retry once Stripe is back and get that same object, not a second one.
     stripe.set_plan(Plan::Always(Fault::ResetMidBody));
-    let create = json!({"action": "stripe.createCustomer", "config": {"email": "once@example.com"}});
+    let create =
+        json!({"action": "stripe.createCustomer", "config": {"email": "once@example.com"}});
     let http = reqwest::Client::new();
     let call = || {
         let http = http.clone();

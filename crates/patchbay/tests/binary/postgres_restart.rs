@@ -24,8 +24,10 @@ fn server_binaries() -> Option<PathBuf> {
         .filter_map(|e| {
             let version = e.file_name().to_str()?.parse::<u32>().ok()?;
             let bin = e.path().join("bin");
-            (bin.join("initdb").exists() && bin.join("pg_ctl").exists() && bin.join("postgres").exists())
-                .then_some((version, bin))
+            (bin.join("initdb").exists()
+                && bin.join("pg_ctl").exists()
+                && bin.join("postgres").exists())
+            .then_some((version, bin))
         })
         .collect();
     found.sort();
@@ -170,6 +172,8 @@ struct Answer {
     ended: u8,
     status: u16,
     code: Option<String>,
+    /// The `Retry-After` header, in seconds.
+    retry_after: Option<u64>,
     took: Duration,
 }
 
@@ -255,6 +259,11 @@ async fn postgres_restart_private() {
                     .await
                     .expect("an answer within 30 s, database down or not");
                 let status = reply.status().as_u16();
+                let retry_after = reply
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
                 let body: Value = reply.json().await.unwrap_or(Value::Null);
                 if status != 200 {
                     // Every failure is in the envelope.
@@ -265,6 +274,7 @@ async fn postgres_restart_private() {
                     ended: phase.load(Ordering::SeqCst),
                     status,
                     code: body["error"]["code"].as_str().map(str::to_owned),
+                    retry_after,
                     took: started.elapsed(),
                 });
             }
@@ -275,9 +285,11 @@ async fn postgres_restart_private() {
     };
 
     // Up: a first stretch of successful load.
-    until(Duration::from_secs(60), "100 answers with the database up", async || {
-        count(&answers, &|a| a.began == UP) >= 100
-    })
+    until(
+        Duration::from_secs(60),
+        "100 answers with the database up",
+        async || count(&answers, &|a| a.began == UP) >= 100,
+    )
     .await;
 
     // Down: PostgreSQL stopped (fast: sessions are terminated) under load.
@@ -290,9 +302,11 @@ async fn postgres_restart_private() {
         readyz(&http, &server.base).await == 503
     })
     .await;
-    until(Duration::from_secs(60), "24 answers begun with the database down", async || {
-        count(&answers, &|a| a.began == DOWN && a.ended == DOWN) >= 24
-    })
+    until(
+        Duration::from_secs(60),
+        "24 answers begun with the database down",
+        async || count(&answers, &|a| a.began == DOWN && a.ended == DOWN) >= 24,
+    )
     .await;
     assert_eq!(readyz(&http, &server.base).await, 503);
     let down_for = stopped.elapsed();
@@ -307,9 +321,11 @@ async fn postgres_restart_private() {
     .await;
     let ready_after = restarted.elapsed();
     phase.store(RECOVERED, Ordering::SeqCst);
-    until(Duration::from_secs(60), "100 answers after recovery", async || {
-        count(&answers, &|a| a.began == RECOVERED) >= 100
-    })
+    until(
+        Duration::from_secs(60),
+        "100 answers after recovery",
+        async || count(&answers, &|a| a.began == RECOVERED) >= 100,
+    )
     .await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -321,11 +337,18 @@ async fn postgres_restart_private() {
     for line in log.lines().filter(|l| l.contains("ERROR")) {
         eprintln!("server: {line}");
     }
-    let up: Vec<&Answer> = answers.iter().filter(|a| a.began == UP && a.ended == UP).collect();
-    let down: Vec<&Answer> = answers.iter().filter(|a| a.began == DOWN && a.ended == DOWN).collect();
+    let up: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.began == UP && a.ended == UP)
+        .collect();
+    let down: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.began == DOWN && a.ended == DOWN)
+        .collect();
     let after: Vec<&Answer> = answers.iter().filter(|a| a.began == RECOVERED).collect();
     let statuses = |set: &[&Answer]| {
-        let mut s: Vec<(u16, Option<String>)> = set.iter().map(|a| (a.status, a.code.clone())).collect();
+        let mut s: Vec<(u16, Option<String>)> =
+            set.iter().map(|a| (a.status, a.code.clone())).collect();
         s.sort();
         s.dedup();
         s
@@ -348,13 +371,17 @@ async fn postgres_restart_private() {
     assert!(
         answers.iter().all(|a| a.status != 500),
         "{:?}",
-        answers.iter().filter(|a| a.status == 500).collect::<Vec<_>>()
+        answers
+            .iter()
+            .filter(|a| a.status == 500)
+            .collect::<Vec<_>>()
     );
     assert!(up.iter().all(|a| a.status == 200), "{:?}", statuses(&up));
-    // While it is down: 503 database_unavailable, nothing else.
+    // While it is down: 503 database_unavailable asking to retry, nothing else.
     assert!(
-        down.iter()
-            .all(|a| a.status == 503 && a.code.as_deref() == Some("database_unavailable")),
+        down.iter().all(|a| a.status == 503
+            && a.code.as_deref() == Some("database_unavailable")
+            && a.retry_after.is_some()),
         "{:?}",
         statuses(&down)
     );
@@ -366,6 +393,10 @@ async fn postgres_restart_private() {
         statuses(&answers.iter().collect::<Vec<_>>())
     );
     // Recovered with no manual action.
-    assert!(after.iter().all(|a| a.status == 200), "{:?}", statuses(&after));
+    assert!(
+        after.iter().all(|a| a.status == 200),
+        "{:?}",
+        statuses(&after)
+    );
     drop(pg);
 }
