@@ -66,6 +66,9 @@ pub(crate) fn map(err: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "6" | "517")) => {
             StoreError::Unavailable(db.message().to_owned())
         }
+        sqlx::Error::Database(db) if db.code().as_deref().is_some_and(server_unavailable) => {
+            StoreError::Unavailable(db.message().to_owned())
+        }
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
@@ -75,6 +78,16 @@ pub(crate) fn map(err: sqlx::Error) -> StoreError {
     }
 }
 
+/// PostgreSQL SQLSTATEs that say the server, not the statement, failed:
+/// connection exceptions (class 08), a server shutting down or not yet
+/// accepting sessions (57P01 `admin_shutdown`, as `pg_ctl stop -m fast`
+/// sends to every session; 57P02 `crash_shutdown`; 57P03
+/// `cannot_connect_now`) and too many connections (53300). Retrying shortly
+/// may work, so they are `Unavailable`, never an internal error.
+fn server_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
 /// A row whose stored value no longer parses: a bug or tampering, never user error.
 pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Internal(format!("stored {what} '{value}' is not recognised"))
@@ -82,7 +95,20 @@ pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use super::unique_field;
+    use super::{server_unavailable, unique_field};
+
+    #[test]
+    fn a_server_going_away_is_unavailable_not_internal() {
+        for code in [
+            "57P01", "57P02", "57P03", "53300", "08006", "08001", "08003",
+        ] {
+            assert!(server_unavailable(code), "{code}");
+        }
+        // Statement errors stay what they are.
+        for code in ["23505", "42P01", "40001", "57014", "22P02"] {
+            assert!(!server_unavailable(code), "{code}");
+        }
+    }
 
     #[test]
     fn postgres_constraints_map_by_name() {

@@ -1,14 +1,18 @@
 //! The real `patchbay` binary, as an operator runs it: start-up with and without
 //! configuration, refusal on a wrong keyring, logs without secrets at trace
-//! level, graceful shutdown, and master-key rotation killed at random points.
+//! level, graceful shutdown, master-key rotation killed at random points, Stripe
+//! failing under load, and PostgreSQL restarted under load.
 
 mod cli;
+mod fault_stripe;
+mod faults;
 mod jobs;
 mod logs;
 mod metrics_labels;
 // The same PostgreSQL gate as the API tests (one file, two test binaries).
 #[path = "../../../patchbay-api/tests/api/postgres.rs"]
 mod postgres;
+mod postgres_restart;
 mod proxy_memory;
 mod rotation_crash;
 mod shutdown;
