@@ -115,3 +115,30 @@ def test_docs_render_offline_and_deep_link_expands_one_operation():
     # A blank page compresses to a few kilobytes; rendered text does not.
     assert len(data) > 50_000, f"the screenshot is {len(data)} bytes: blank?"
     print(f"screenshot: {png}")
+
+
+def test_every_example_in_the_document_matches_its_schema():
+    """The examples `/docs` shows are what the schemas allow (a request example
+    that the server would refuse, or a response example it could never send,
+    misleads the reader)."""
+    import jsonschema_rs
+
+    doc = requests.get(f"{BASE_URL}/openapi.json", timeout=10).json()
+    checked, wrong = 0, []
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            blocks = [("request", (op.get("requestBody") or {}).get("content", {}))]
+            blocks += [(status, r.get("content", {})) for status, r in op["responses"].items()]
+            for where, content in blocks:
+                media = content.get("application/json")
+                if not media or "example" not in media:
+                    continue
+                checked += 1
+                validator = jsonschema_rs.validator_for({"components": doc["components"], **media["schema"]})
+                errors = [str(e).splitlines()[0] for e in validator.iter_errors(media["example"])]
+                if errors:
+                    wrong.append(f"{method.upper()} {path} {where}: {errors[:3]}")
+    assert checked >= 60, checked
+    assert not wrong, "\n".join(wrong)

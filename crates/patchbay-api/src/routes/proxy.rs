@@ -54,7 +54,13 @@ const RETURNED: [&str; 8] = [
 /// Bodies up to this size are kept in memory so a safe retry can resend them.
 const BUFFER_FOR_RETRY: u64 = 256 * 1024;
 
-/// `ANY /api/v1/connections/{id}/proxy/{*path}`.
+/// Proxy a Stripe request
+///
+/// `ANY /api/v1/connections/{id}/proxy/{*path}`: any Stripe endpoint (`v1/…`, `v2/…`)
+/// through the connection, with any method Stripe takes. Patchbay adds the connection's
+/// credentials (and `Stripe-Account` for Connect grants); Stripe's answer comes back
+/// verbatim and streamed, whatever its status. Needs the `proxy` scope; the same proxy
+/// answers at `/v1/*` and `/v2/*` for a key bound to one connection.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/proxy/{path}", tag = "proxy",
     params(
         ("id" = String, Path, description = "Connection id (conn_…)"),
@@ -62,7 +68,7 @@ const BUFFER_FOR_RETRY: u64 = 256 * 1024;
     ),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Stripe's answer, verbatim (any Stripe status, body and its Request-Id, Stripe-Version and Idempotency-Key headers)"),
+        (status = 200, description = "Stripe's answer, verbatim (any Stripe status, body and its Request-Id, Stripe-Version and Idempotency-Key headers)", content_type = "application/json", body = serde_json::Value, example = super::examples::stripe_customer),
         (status = 400, description = "A path that is not a Stripe API path (traversal, encoding tricks, not v1/ or v2/), or a bad Stripe-Account", body = ErrorResponse),
         (status = 401, description = "No valid API key", body = ErrorResponse),
         (status = 403, description = "The key lacks the `proxy` scope, or is bound to another connection", body = ErrorResponse),
