@@ -16,7 +16,7 @@ use super::common::{BodyErrors, NotFound, StandardErrors};
 use super::proxy::Passthrough;
 use crate::auth::{AuditContext, Principal, Tenant};
 use crate::context::RequestId;
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ErrorResponse, RelayedError};
 use crate::extract::{Json, parse_id};
 use crate::services::actions::{self, ActionOutput, Capability};
 use crate::services::error::ServiceError;
@@ -156,10 +156,17 @@ pub struct CallAction {
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Stripe's object or list, verbatim (any Stripe status passes through with Stripe's body)", content_type = "application/json", body = serde_json::Value, example = super::examples::stripe_customer),
-        StandardErrors, BodyErrors, NotFound,
-        (status = 409, description = "The connection is not active", body = ErrorResponse),
+        (status = 400, description = "Malformed request or unknown action (Patchbay's envelope), or Stripe's 400 verbatim", body = RelayedError),
+        (status = 401, description = "No valid API key, or Stripe refused the connection's key (Stripe's body)", body = RelayedError),
+        (status = 402, description = "Stripe: valid parameters but the request failed (a card declined), verbatim", body = RelayedError),
+        (status = 403, description = "The key lacks `connections:write`, or Stripe refused a permission (Stripe's body)", body = RelayedError),
+        (status = 404, description = "No such connection, or Stripe's `resource_missing`, verbatim", body = RelayedError),
+        (status = 409, description = "The connection is not active, or Stripe's conflict (idempotency), verbatim", body = RelayedError),
+        BodyErrors,
         (status = 422, description = "The config breaks a rule; `param` names the field (`config.amount`)", body = ErrorResponse),
+        (status = 429, description = "Stripe's rate limit, verbatim", body = RelayedError),
         (status = 502, description = "Stripe could not be reached", body = ErrorResponse),
+        (status = 503, description = "The database is not answering, or Stripe's 503, verbatim", body = RelayedError),
     ))]
 pub async fn call_action(
     Tenant(tenant): Tenant,

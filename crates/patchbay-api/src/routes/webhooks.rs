@@ -313,7 +313,7 @@ pub async fn list_connection_endpoints(
 /// first. Needs `connections:read`.
 #[utoipa::path(get, path = "/api/v1/webhook-endpoints", tag = "webhooks", params(ListEndpoints),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "A page of endpoints", body = ListResponse<EndpointObject>, example = super::examples::endpoint_list), StandardErrors))]
+    responses((status = 200, description = "A page of endpoints", body = ListResponse<EndpointObject>, example = super::examples::endpoint_list), StandardErrors, NotFound))]
 pub async fn list_endpoints(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

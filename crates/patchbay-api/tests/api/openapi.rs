@@ -77,6 +77,8 @@ fn has_examples(media: &Value) -> bool {
 fn every_operation_has_summary_description_examples_and_the_error_envelope() {
     let doc: Value = serde_json::from_str(&patchbay_api::openapi_json()).unwrap();
     let envelope = serde_json::json!({"$ref": "#/components/schemas/ErrorResponse"});
+    // Operations that relay Stripe's answers document its error bodies too.
+    let relayed = serde_json::json!({"$ref": "#/components/schemas/RelayedError"});
     let mut problems = Vec::new();
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -116,7 +118,8 @@ fn every_operation_has_summary_description_examples_and_the_error_envelope() {
                     let schema = content
                         .and_then(|c| c.get("application/json"))
                         .map(|j| &j["schema"]);
-                    if schema != Some(&envelope) {
+                    let relays = op["tags"][0] == "actions" || op["tags"][0] == "proxy";
+                    if schema != Some(&envelope) && !(relays && schema == Some(&relayed)) {
                         problems.push(format!("{name}: {status} is not the error envelope"));
                     }
                 }
