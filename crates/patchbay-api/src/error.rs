@@ -54,6 +54,38 @@ pub struct ErrorResponse {
     pub error: ErrorObject,
 }
 
+/// An error of an operation that relays Stripe's answers (actions, the raw
+/// proxy): Patchbay's own envelope, or Stripe's error body verbatim, whose
+/// `error` has a `type` and usually `message`, `code`, `param`, `doc_url`
+/// (and no `request_id`: Stripe's is in its `Request-Id` header). Documented
+/// only; Patchbay's own errors are [`ErrorResponse`]s, which fit it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RelayedError {
+    /// Patchbay's error object, or Stripe's.
+    pub error: RelayedErrorObject,
+}
+
+/// The error object of a [`RelayedError`]; other fields Stripe sends pass
+/// through too.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RelayedErrorObject {
+    /// `invalid_request_error`, `card_error`, `api_error`, … (Stripe's types
+    /// include `card_error` and `idempotency_error`, which Patchbay never sends).
+    #[serde(rename = "type")]
+    #[schema(example = "card_error")]
+    pub kind: String,
+    /// Human-readable explanation.
+    #[schema(example = "Your card was declined.")]
+    pub message: Option<String>,
+    /// Machine-readable code, when there is one.
+    #[schema(example = "card_declined")]
+    pub code: Option<String>,
+    /// The request field at fault, when there is one.
+    pub param: Option<String>,
+    /// Patchbay's request id (Patchbay's errors only).
+    pub request_id: Option<String>,
+}
+
 /// One error.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorObject {

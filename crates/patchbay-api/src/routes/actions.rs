@@ -16,7 +16,7 @@ use super::common::{BodyErrors, NotFound, StandardErrors};
 use super::proxy::Passthrough;
 use crate::auth::{AuditContext, Principal, Tenant};
 use crate::context::RequestId;
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ErrorResponse, RelayedError};
 use crate::extract::{Json, parse_id};
 use crate::services::actions::{self, ActionOutput, Capability};
 use crate::services::error::ServiceError;
@@ -83,10 +83,14 @@ pub struct ActionList {
     pub data: Vec<ActionObject>,
 }
 
-/// The action catalogue, with the JSON Schema and examples of each config.
+/// List actions
+///
+/// The typed action catalogue (`stripe.createCustomer`, …), each with its Stripe method
+/// and path, the restricted-key permission it needs, the JSON Schema of its config and
+/// examples. Any valid key.
 #[utoipa::path(get, path = "/api/v1/actions", tag = "actions",
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "Every action", body = ActionList), StandardErrors))]
+    responses((status = 200, description = "Every action", body = ActionList, example = super::examples::action_list), StandardErrors))]
 pub async fn list_actions(_caller: Principal) -> axum::Json<ActionList> {
     axum::Json(ActionList {
         object: "list",
@@ -98,11 +102,13 @@ pub async fn list_actions(_caller: Principal) -> axum::Json<ActionList> {
     })
 }
 
-/// One action.
+/// Retrieve an action
+///
+/// One action of the catalogue by name, with its config's JSON Schema. Any valid key.
 #[utoipa::path(get, path = "/api/v1/actions/{name}", tag = "actions",
     params(("name" = String, Path, description = "The action's name, e.g. stripe.createCustomer")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The action", body = ActionObject), StandardErrors,
+    responses((status = 200, description = "The action", body = ActionObject, example = super::examples::action_object), StandardErrors,
         (status = 404, description = "No such action (`action_unknown`, naming the nearest)", body = ErrorResponse)))]
 pub async fn get_action(
     _caller: Principal,
@@ -136,22 +142,31 @@ pub struct CallAction {
     pub step_type: Option<Value>,
 }
 
-/// Runs an action through the connection. The answer is Stripe's, verbatim:
-/// its status, its body (the object, a list, or Stripe's error), its
-/// `Request-Id`, and the `Idempotency-Key` used for a write. Invalid configs
-/// get 422 naming the field and nothing is sent.
-#[utoipa::path(post, path = "/api/v1/connections/{id}/actions", tag = "actions", request_body = CallAction,
+/// Run an action
+///
+/// Runs an action through the connection. The answer is Stripe's, verbatim: its status,
+/// its body (the object, a list, or Stripe's error), its `Request-Id`, and the
+/// `Idempotency-Key` used for a write. Invalid configs get 422 naming the field and
+/// nothing is sent. Needs `connections:write`.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/actions", tag = "actions", request_body(content = CallAction, example = super::examples::call_action),
     params(
         ("id" = String, Path, description = "Connection id (conn_…)"),
         ("Idempotency-Key" = Option<String>, Header, description = "For writes, when config.idempotencyKey is absent; generated otherwise"),
     ),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Stripe's object or list, verbatim (any Stripe status passes through with Stripe's body)"),
-        StandardErrors, BodyErrors, NotFound,
-        (status = 409, description = "The connection is not active", body = ErrorResponse),
+        (status = 200, description = "Stripe's object or list, verbatim (any Stripe status passes through with Stripe's body)", content_type = "application/json", body = serde_json::Value, example = super::examples::stripe_customer),
+        (status = 400, description = "Malformed request or unknown action (Patchbay's envelope), or Stripe's 400 verbatim", body = RelayedError),
+        (status = 401, description = "No valid API key, or Stripe refused the connection's key (Stripe's body)", body = RelayedError),
+        (status = 402, description = "Stripe: valid parameters but the request failed (a card declined), verbatim", body = RelayedError),
+        (status = 403, description = "The key lacks `connections:write`, or Stripe refused a permission (Stripe's body)", body = RelayedError),
+        (status = 404, description = "No such connection, or Stripe's `resource_missing`, verbatim", body = RelayedError),
+        (status = 409, description = "The connection is not active, or Stripe's conflict (idempotency), verbatim", body = RelayedError),
+        BodyErrors,
         (status = 422, description = "The config breaks a rule; `param` names the field (`config.amount`)", body = ErrorResponse),
+        (status = 429, description = "Stripe's rate limit, verbatim", body = RelayedError),
         (status = 502, description = "Stripe could not be reached", body = ErrorResponse),
+        (status = 503, description = "The database is not answering, or Stripe's 503, verbatim", body = RelayedError),
     ))]
 pub async fn call_action(
     Tenant(tenant): Tenant,
@@ -223,13 +238,16 @@ pub struct CapabilityList {
     pub data: Vec<Capability>,
 }
 
-/// Which actions this connection can run: a secret key or `read_write` grant
-/// runs all; a restricted key what Stripe has shown it may, `missing_permission`
-/// (with the permission) where Stripe refused, `unknown` where never tried.
+/// List a connection's capabilities
+///
+/// Which actions this connection can run: a secret key or `read_write` grant runs all
+/// (`available`); a restricted key what Stripe has shown it may, `missing_permission`
+/// (with the permission) where Stripe refused, `unknown` where never tried. Needs
+/// `connections:read`.
 #[utoipa::path(get, path = "/api/v1/connections/{id}/capabilities", tag = "actions",
     params(("id" = String, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "Per action", body = CapabilityList), StandardErrors, NotFound))]
+    responses((status = 200, description = "Per action", body = CapabilityList, example = super::examples::capability_list), StandardErrors, NotFound))]
 pub async fn capabilities(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -36,10 +36,14 @@ pub struct MasterKeyUsage {
     pub data_keys: u64,
 }
 
-/// Shows how many records each master key id protects.
+/// Master-key status
+///
+/// How many data keys each master key id wraps, and how many still wait for `patchbay
+/// keys rotate`. Retire an old master key only when its count is 0. Platform admin
+/// token only.
 #[utoipa::path(get, path = "/api/v1/admin/keys", tag = "admin",
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "Master key usage", body = KeyStatus), StandardErrors))]
+    responses((status = 200, description = "Master key usage", body = KeyStatus, example = super::examples::key_status), StandardErrors))]
 pub async fn key_status(
     _: Admin,
     State(state): State<AppState>,

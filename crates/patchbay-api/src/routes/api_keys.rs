@@ -174,11 +174,16 @@ fn admin_ctx(request_id: &RequestId) -> AuditContext {
     AuditContext::new(&Principal::Admin, request_id)
 }
 
-/// Creates an API key for a tenant. The response carries the key, once.
-#[utoipa::path(post, path = "/api/v1/tenants/{id}/api-keys", tag = "api-keys", request_body = CreateApiKey,
+/// Create a tenant's API key
+///
+/// Creates an API key for a tenant with the given scopes (`admin`, `connections:write`,
+/// `connections:read`, `proxy`), optionally expiring or bound to one connection. The
+/// response carries the full key (`pbk_…`) this once, with `Cache-Control: no-store`;
+/// only its SHA-256 digest is stored. Platform admin token only.
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/api-keys", tag = "api-keys", request_body(content = CreateApiKey, example = super::examples::create_api_key),
     params(("id" = TenantId, Path, description = "Tenant id (ten_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject), StandardErrors, BodyErrors, NotFound, LimitReached, Unprocessable))]
+    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject, example = super::examples::api_key_created), StandardErrors, BodyErrors, NotFound, LimitReached, Unprocessable))]
 pub async fn admin_create_key(
     _: Admin,
     State(state): State<AppState>,
@@ -190,10 +195,13 @@ pub async fn admin_create_key(
     create(&state, &admin_ctx(&request_id), tenant, body).await
 }
 
-/// Lists a tenant's API keys, newest first.
+/// List a tenant's API keys
+///
+/// A page of a tenant's API keys, newest first, revoked and expired ones included;
+/// never their secrets. Platform admin token only.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/api-keys", tag = "api-keys", params(("id" = TenantId, Path, description = "Tenant id (ten_…)"), ListApiKeys),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "A page of keys", body = ListResponse<ApiKeyObject>), StandardErrors, NotFound))]
+    responses((status = 200, description = "A page of keys", body = ListResponse<ApiKeyObject>, example = super::examples::admin_api_key_list), StandardErrors, NotFound))]
 pub async fn admin_list_keys(
     _: Admin,
     State(state): State<AppState>,
@@ -211,11 +219,13 @@ pub async fn admin_list_keys(
     .await
 }
 
-/// Retrieves one of a tenant's API keys.
+/// Retrieve a tenant's API key
+///
+/// One of a tenant's API keys, without its secret. Platform admin token only.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/api-keys/{key_id}", tag = "api-keys",
     params(("id" = TenantId, Path, description = "Tenant id (ten_…)"), ("key_id" = ApiKeyId, Path, description = "Key id (key_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The key", body = ApiKeyObject), StandardErrors, NotFound))]
+    responses((status = 200, description = "The key", body = ApiKeyObject, example = super::examples::api_key), StandardErrors, NotFound))]
 pub async fn admin_get_key(
     _: Admin,
     State(state): State<AppState>,
@@ -229,11 +239,14 @@ pub async fn admin_get_key(
     )))
 }
 
-/// Revokes one of a tenant's API keys; it stops working at once.
+/// Revoke a tenant's API key
+///
+/// Revokes one of a tenant's API keys. It is refused at once on this replica and within
+/// `PATCHBAY_KEY_CACHE_TTL` on the others. Platform admin token only.
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}/api-keys/{key_id}", tag = "api-keys",
     params(("id" = TenantId, Path, description = "Tenant id (ten_…)"), ("key_id" = ApiKeyId, Path, description = "Key id (key_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The revoked key", body = ApiKeyObject), StandardErrors, NotFound))]
+    responses((status = 200, description = "The revoked key", body = ApiKeyObject, example = super::examples::api_key_revoked), StandardErrors, NotFound))]
 pub async fn admin_revoke_key(
     _: Admin,
     State(state): State<AppState>,
@@ -246,10 +259,14 @@ pub async fn admin_revoke_key(
     Ok(axum::Json(ApiKeyObject::new(key, None)))
 }
 
-/// Creates an API key for the calling tenant (needs the `admin` scope).
-#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
+/// Create an API key
+///
+/// Creates an API key for the calling tenant (the caller needs the `admin` scope). For
+/// zero-downtime rotation: create a second key, deploy it, then revoke the old one. The
+/// full key is in this response only.
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body(content = CreateApiKey, example = super::examples::create_api_key),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject), StandardErrors, BodyErrors, LimitReached, Unprocessable))]
+    responses((status = 201, description = "Created; `key` holds the secret", body = ApiKeyObject, example = super::examples::api_key_created), StandardErrors, BodyErrors, LimitReached, Unprocessable))]
 pub async fn create_key(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -261,10 +278,13 @@ pub async fn create_key(
     create(&state, &ctx, tenant.tenant_id, body).await
 }
 
-/// Lists the calling tenant's API keys (needs the `admin` scope).
+/// List API keys
+///
+/// A page of the calling tenant's API keys, newest first, without their secrets (needs
+/// the `admin` scope).
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ListApiKeys),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "A page of keys", body = ListResponse<ApiKeyObject>), StandardErrors))]
+    responses((status = 200, description = "A page of keys", body = ListResponse<ApiKeyObject>, example = super::examples::api_key_list), StandardErrors))]
 pub async fn list_keys(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -280,11 +300,13 @@ pub async fn list_keys(
     .await
 }
 
-/// Retrieves one of the calling tenant's API keys (needs the `admin` scope).
+/// Retrieve an API key
+///
+/// One of the calling tenant's API keys, without its secret (needs the `admin` scope).
 #[utoipa::path(get, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
     params(("key_id" = ApiKeyId, Path, description = "Key id (key_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The key", body = ApiKeyObject), StandardErrors, NotFound))]
+    responses((status = 200, description = "The key", body = ApiKeyObject, example = super::examples::api_key), StandardErrors, NotFound))]
 pub async fn get_key(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -298,11 +320,14 @@ pub async fn get_key(
     )))
 }
 
-/// Revokes one of the calling tenant's API keys (needs the `admin` scope).
+/// Revoke an API key
+///
+/// Revokes one of the calling tenant's API keys (needs the `admin` scope); it stops
+/// working at once on this replica and within `PATCHBAY_KEY_CACHE_TTL` on the others.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
     params(("key_id" = ApiKeyId, Path, description = "Key id (key_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The revoked key", body = ApiKeyObject), StandardErrors, NotFound))]
+    responses((status = 200, description = "The revoked key", body = ApiKeyObject, example = super::examples::api_key_revoked), StandardErrors, NotFound))]
 pub async fn revoke_key(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

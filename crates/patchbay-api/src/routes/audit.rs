@@ -86,10 +86,14 @@ pub struct ListAuditEvents {
     pub tenant_id: Option<String>,
 }
 
-/// Lists audit events, newest first.
+/// List audit events
+///
+/// Who did what, when: a page of audit events, newest first. A tenant key with the
+/// `admin` scope sees its tenant's events; the platform admin token sees all and may
+/// filter by `tenant_id`. Events carry the request id and hints, never secrets.
 #[utoipa::path(get, path = "/api/v1/audit-events", tag = "audit", params(ListAuditEvents),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "A page of events", body = ListResponse<AuditEventObject>), StandardErrors))]
+    responses((status = 200, description = "A page of events", body = ListResponse<AuditEventObject>, example = super::examples::audit_event_list), StandardErrors))]
 pub async fn list_audit_events(
     principal: Principal,
     State(state): State<AppState>,

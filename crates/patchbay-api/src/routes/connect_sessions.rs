@@ -53,13 +53,16 @@ pub struct ConnectSessionObject {
     pub return_to: Option<String>,
 }
 
-/// Mints a connect session for one end user: a token a browser may use only
-/// for `GET /api/v1/connections/stripe/auth-url` and `POST /api/v1/connections`,
-/// for that end user, creating at most one connection.
-#[utoipa::path(post, path = "/api/v1/connect-sessions", tag = "oauth", request_body = CreateConnectSession,
+/// Create a connect session
+///
+/// Mints a connect session for one end user: a short-lived, single-use token a browser
+/// may use only for `GET /api/v1/connections/stripe/auth-url` and `POST
+/// /api/v1/connections`, for that end user, creating at most one connection. Allow the
+/// browser's origin first with `PUT /api/v1/settings`. Needs `connections:write`.
+#[utoipa::path(post, path = "/api/v1/connect-sessions", tag = "oauth", request_body(content = CreateConnectSession, example = super::examples::create_connect_session),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 201, description = "The session and its token (shown once)", body = ConnectSessionObject),
+        (status = 201, description = "The session and its token (shown once)", body = ConnectSessionObject, example = super::examples::connect_session),
         StandardErrors, BodyErrors, Unprocessable,
     ))]
 pub async fn create_connect_session(

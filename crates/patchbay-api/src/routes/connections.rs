@@ -258,11 +258,18 @@ pub enum StripeFailures {
     GatewayTimeout(ErrorResponse),
 }
 
-/// Creates a connection from a Stripe key, after proving it with a test call.
-#[utoipa::path(post, path = "/api/v1/connections", tag = "connections", request_body = CreateConnection,
+/// Create a connection
+///
+/// Stores a Stripe secret (`sk_…`) or restricted (`rk_…`) key as a connection after
+/// proving it with a test call (201 `active`, or 422 with Stripe's reason). Publishable
+/// keys, webhook secrets and client ids are refused with a reason. `"validate": false`
+/// stores it as `pending` for the background validator. Needs `connections:write`, or a
+/// connect session that allows `api_key` (from a browser, CORS for the tenant's
+/// origins).
+#[utoipa::path(post, path = "/api/v1/connections", tag = "connections", request_body(content = CreateConnection, example = super::examples::create_connection),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 201, description = "Created and validated (or `pending` with `\"validate\": false`)", body = ConnectionObject),
+        (status = 201, description = "Created and validated (or `pending` with `\"validate\": false`)", body = ConnectionObject, example = super::examples::connection),
         StandardErrors,
         BodyErrors,
         (status = 409, description = "The external_id is taken, or the tenant has as many connections as allowed (`tenant_limit_reached`)", body = ErrorResponse),
@@ -327,10 +334,13 @@ pub async fn create_connection(
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
-/// Lists connections, newest first.
+/// List connections
+///
+/// A page of the tenant's connections, newest first; filter by `external_id` or
+/// `status`. Keys are never shown, only hints. Needs `connections:read`.
 #[utoipa::path(get, path = "/api/v1/connections", tag = "connections", params(ListConnections),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "A page of connections", body = ListResponse<ConnectionObject>), StandardErrors))]
+    responses((status = 200, description = "A page of connections", body = ListResponse<ConnectionObject>, example = super::examples::connection_list), StandardErrors))]
 pub async fn list_connections(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -356,11 +366,14 @@ pub async fn list_connections(
     )))
 }
 
-/// Retrieves a connection.
+/// Retrieve a connection
+///
+/// One connection by id, with its status, account details and key hint. Needs
+/// `connections:read`.
 #[utoipa::path(get, path = "/api/v1/connections/{id}", tag = "connections",
     params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The connection", body = ConnectionObject), StandardErrors, NotFound))]
+    responses((status = 200, description = "The connection", body = ConnectionObject, example = super::examples::connection), StandardErrors, NotFound))]
 pub async fn get_connection(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -373,12 +386,16 @@ pub async fn get_connection(
     ))
 }
 
-/// Renames a connection, or changes its metadata, external id or pinned version.
-#[utoipa::path(patch, path = "/api/v1/connections/{id}", tag = "connections", request_body = UpdateConnection,
+/// Update a connection
+///
+/// Renames a connection, or changes its metadata, external id or pinned Stripe version;
+/// absent fields stay as they are. The key changes only through rotate. Needs
+/// `connections:write`.
+#[utoipa::path(patch, path = "/api/v1/connections/{id}", tag = "connections", request_body(content = UpdateConnection, example = super::examples::update_connection),
     params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The updated connection", body = ConnectionObject),
+        (status = 200, description = "The updated connection", body = ConnectionObject, example = super::examples::connection),
         StandardErrors, BodyErrors, NotFound,
         (status = 409, description = "The external_id is taken", body = ErrorResponse),
         Unprocessable,
@@ -411,17 +428,16 @@ pub async fn update_connection(
 
 /// What a delete answers: done, or (a Connect grant Stripe has not yet
 /// released) accepted and retried in the background.
-#[derive(Debug, utoipa::IntoResponses)]
+/// (Documented on `delete_connection`, with an example of each.)
+#[derive(Debug)]
 // Built once per request and turned into a response at once: boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum DeleteResponse {
     /// Deleted (and, for a Connect grant, deauthorized at Stripe).
-    #[response(status = 200)]
-    Deleted(#[to_schema] Deleted),
+    Deleted(Deleted),
     /// A Connect grant Stripe could not deauthorize now: the connection is
     /// `revoking` and a job retries until Stripe confirms, then deletes it.
-    #[response(status = 202)]
-    Revoking(#[to_schema] ConnectionObject),
+    Revoking(ConnectionObject),
 }
 
 impl axum::response::IntoResponse for DeleteResponse {
@@ -433,12 +449,19 @@ impl axum::response::IntoResponse for DeleteResponse {
     }
 }
 
-/// Deletes a connection and destroys its secrets. A Connect grant is
-/// deauthorized at Stripe first (`POST /oauth/deauthorize`).
+/// Delete a connection
+///
+/// Deletes a connection and destroys its secrets. A Connect grant is deauthorized at
+/// Stripe first (`POST /oauth/deauthorize`): 200 when Stripe confirmed, 202 with
+/// `status: revoking` when Stripe could not be reached (a job retries until it
+/// confirms). Needs `connections:write`.
 #[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections",
     params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses(DeleteResponse, StandardErrors, NotFound,
+    responses(
+        (status = 200, description = "Deleted (and, for a Connect grant, deauthorized at Stripe)", body = Deleted, example = super::examples::connection_deleted),
+        (status = 202, description = "A Connect grant Stripe could not deauthorize now: the connection is `revoking` and a job retries until Stripe confirms, then deletes it", body = ConnectionObject, example = super::examples::connection_revoking),
+        StandardErrors, NotFound,
         (status = 409, description = "A Connect grant whose platform is no longer configured (`integration_missing`)", body = ErrorResponse)))]
 pub async fn delete_connection(
     Tenant(tenant): Tenant,
@@ -458,14 +481,17 @@ pub async fn delete_connection(
     }
 }
 
-/// Refreshes a Connect grant's tokens (`grant_type=refresh_token`).
-/// Concurrent refreshes of one grant are serialized: each answers with the
-/// refreshed connection, and no token is lost.
+/// Refresh a Connect grant
+///
+/// Exchanges a Connect grant's refresh token (`grant_type=refresh_token`) for new
+/// tokens. Concurrent refreshes of one grant are serialized: each answers with the
+/// refreshed connection, and no token is lost. Only for `oauth` connections. Needs
+/// `connections:write`.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/refresh", tag = "connections",
     params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The connection with its refreshed grant", body = ConnectionObject),
+        (status = 200, description = "The connection with its refreshed grant", body = ConnectionObject, example = super::examples::connection_oauth),
         StandardErrors, NotFound, Unprocessable,
         (status = 400, description = "Stripe refused the refresh (`invalid_grant`, `oauth_refused`)", body = ErrorResponse),
         (status = 409, description = "Another refresh is still running (`refresh_in_progress`), or the connection is being disconnected", body = ErrorResponse),
@@ -484,12 +510,15 @@ pub async fn refresh_connection(
     Ok(axum::Json(refreshed.into()))
 }
 
-/// Re-runs the test call and records the result (`active`, `invalid` or `error`).
+/// Validate a connection
+///
+/// Re-runs the test call now and records the result (`active`, `invalid` or `error`)
+/// with `last_validated_at` and `last_error`. Needs `connections:write`.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/validate", tag = "connections",
     params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The connection with the new status; a failed test call is recorded, not an error", body = ConnectionObject),
+        (status = 200, description = "The connection with the new status; a failed test call is recorded, not an error", body = ConnectionObject, example = super::examples::connection),
         StandardErrors, NotFound,
         (status = 429, description = "Too many requests: Stripe calls queued for this connection (`Retry-After` says how long to wait)", body = ErrorResponse),
         (status = 504, description = "Stripe gave no answer within the interactive deadline (`stripe_timeout`); nothing was recorded", body = ErrorResponse),
@@ -513,13 +542,18 @@ pub async fn validate_connection(
     Ok(axum::Json(validated.into()))
 }
 
-/// Replaces the connection's key. The new key is tested first and must reach the
-/// same account in the same mode; the swap is atomic.
-#[utoipa::path(post, path = "/api/v1/connections/{id}/rotate", tag = "connections", request_body = RotateConnection,
+/// Rotate a connection's key
+///
+/// Replaces the connection's Stripe key. The new key is tested first and must reach the
+/// same account in the same mode (422 `account_mismatch`, `account_unknown`,
+/// `account_unverifiable` otherwise, unless `allow_account_change`); the swap is
+/// atomic, so calls in flight use the old key or the new. `keep_previous_for_seconds`
+/// keeps the old key sealed for a grace period. Needs `connections:write`.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/rotate", tag = "connections", request_body(content = RotateConnection, example = super::examples::rotate_connection),
     params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The connection, now using the new key", body = ConnectionObject),
+        (status = 200, description = "The connection, now using the new key", body = ConnectionObject, example = super::examples::connection_rotated),
         StandardErrors, BodyErrors, NotFound, Unprocessable, StripeFailures,
     ))]
 pub async fn rotate_connection(

@@ -218,12 +218,14 @@ async fn list(
     )))
 }
 
-/// Lists a connection's events, newest first: Stripe's, attributed to it,
-/// and Patchbay's own about it.
+/// List a connection's events
+///
+/// A page of a connection's events, newest first: Stripe's, attributed to it, and
+/// Patchbay's own about it (`connection.status_changed`, …). Needs `connections:read`.
 #[utoipa::path(get, path = "/api/v1/connections/{id}/events", tag = "webhooks",
     params(("id" = ConnectionId, Path, description = "Connection id (conn_…)"), ListEvents),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "A page of events", body = ListResponse<EventObject>), StandardErrors, NotFound))]
+    responses((status = 200, description = "A page of events", body = ListResponse<EventObject>, example = super::examples::connection_event_list), StandardErrors, NotFound))]
 pub async fn list_connection_events(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -249,10 +251,13 @@ pub async fn list_connection_events(
     .await
 }
 
-/// Lists the tenant's events, newest first.
+/// List events
+///
+/// A page of the tenant's events, newest first; filter by `type`. Events are kept for
+/// `PATCHBAY_EVENT_RETENTION`. Needs `connections:read`.
 #[utoipa::path(get, path = "/api/v1/events", tag = "webhooks", params(ListEvents),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "A page of events", body = ListResponse<EventObject>), StandardErrors, NotFound))]
+    responses((status = 200, description = "A page of events", body = ListResponse<EventObject>, example = super::examples::event_list), StandardErrors, NotFound))]
 pub async fn list_events(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -274,11 +279,14 @@ pub async fn list_events(
     .await
 }
 
-/// Retrieves an event.
+/// Retrieve an event
+///
+/// One event with its payload: Stripe's event verbatim, or Patchbay's own. Needs
+/// `connections:read`.
 #[utoipa::path(get, path = "/api/v1/events/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Event id (ev_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The event", body = EventObject), StandardErrors, NotFound))]
+    responses((status = 200, description = "The event", body = EventObject, example = super::examples::event), StandardErrors, NotFound))]
 pub async fn get_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -291,11 +299,14 @@ pub async fn get_event(
     ))
 }
 
-/// An event's deliveries, each with its attempt log.
+/// List an event's deliveries
+///
+/// An event's deliveries to your subscriptions, each with its status and attempt log
+/// (status code, duration, error, a snippet of the answer). Needs `connections:read`.
 #[utoipa::path(get, path = "/api/v1/events/{id}/deliveries", tag = "webhooks",
     params(("id" = String, Path, description = "Event id (ev_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The deliveries, oldest first", body = ListResponse<DeliveryObject>), StandardErrors, NotFound))]
+    responses((status = 200, description = "The deliveries, oldest first", body = ListResponse<DeliveryObject>, example = super::examples::delivery_list), StandardErrors, NotFound))]
 pub async fn list_deliveries(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -322,13 +333,16 @@ pub struct Redeliver {
     pub subscription_id: Option<String>,
 }
 
-/// Delivers an event again (same `webhook-id`, so receivers can drop what
-/// they already processed).
+/// Redeliver an event
+///
+/// Delivers an event again with the same `webhook-id`, so receivers can drop what they
+/// already processed: to one subscription, or without `subscription_id` to every
+/// enabled subscription that wants it. Needs `connections:write`.
 #[utoipa::path(post, path = "/api/v1/events/{id}/redeliver", tag = "webhooks",
-    request_body(content = Redeliver, description = "Optional"),
+    request_body(content = Redeliver, description = "Optional", example = super::examples::redeliver),
     params(("id" = String, Path, description = "Event id (ev_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 202, description = "The new deliveries (possibly none)", body = ListResponse<DeliveryObject>),
+    responses((status = 202, description = "The new deliveries (possibly none)", body = ListResponse<DeliveryObject>, example = super::examples::redelivered),
         StandardErrors, NotFound, BodyErrors,
         (status = 409, description = "The named subscription is disabled (`subscription_disabled`)", body = ErrorResponse)))]
 pub async fn redeliver(

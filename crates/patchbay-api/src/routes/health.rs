@@ -24,9 +24,12 @@ pub struct Health {
     pub database: Option<&'static str>,
 }
 
-/// The process is up.
+/// Liveness
+///
+/// The process is up. Answers 200 without touching the database; use it as a liveness
+/// probe. No credentials.
 #[utoipa::path(get, path = "/healthz", tag = "health",
-    responses((status = 200, description = "Up", body = Health)))]
+    responses((status = 200, description = "Up", body = Health, example = super::examples::health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -34,10 +37,14 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// The process can serve: its database answers.
+/// Readiness
+///
+/// The process can serve: its database answers. Use it as a readiness probe (the Docker
+/// image's HEALTHCHECK calls it); 503 while the database does not answer. No
+/// credentials.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
-        (status = 200, description = "Ready", body = Health),
+        (status = 200, description = "Ready", body = Health, example = super::examples::ready),
         (status = 503, description = "The database does not answer", body = ErrorResponse),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -62,11 +69,14 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus metrics: request counts and latencies by method, route template
-/// and status. Labels never carry ids or secrets.
+/// Prometheus metrics
+///
+/// Request counts and latencies by method, route template and status, open and closed
+/// client connections, job and delivery counters. Labels come from closed sets and
+/// never carry ids or secrets. No credentials; expose it to your scraper only.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses(
-        (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
+        (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String, example = super::examples::metrics),
         (status = 404, description = "Metrics are not enabled in this process", body = ErrorResponse),
     ))]
 pub async fn metrics(State(state): State<AppState>) -> Response {

@@ -118,11 +118,15 @@ fn audit(principal: &crate::auth::TenantPrincipal, request_id: &RequestId) -> Au
     AuditContext::new(&Principal::Tenant(principal.clone()), request_id)
 }
 
-/// Configures the tenant's Connect platform for the key's mode.
-#[utoipa::path(put, path = "/api/v1/integrations/stripe", tag = "oauth", request_body = PutIntegration,
+/// Configure the Connect platform
+///
+/// Configures the tenant's Stripe Connect platform for the mode of its secret key:
+/// `client_id`, the platform secret key (tested, sealed, never shown again), the
+/// allowed `redirect_uris` and the default `scope`. Needs the `admin` scope.
+#[utoipa::path(put, path = "/api/v1/integrations/stripe", tag = "oauth", request_body(content = PutIntegration, example = super::examples::put_integration),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The integration", body = IntegrationObject),
+        (status = 200, description = "The integration", body = IntegrationObject, example = super::examples::integration),
         StandardErrors, BodyErrors, Unprocessable,
         (status = 409, description = "A new client id while Connect connections depend on the old one (`integration_in_use`)", body = ErrorResponse),
         (status = 502, description = "Stripe could not be reached for the key's test call", body = ErrorResponse),
@@ -150,10 +154,13 @@ pub async fn put_integration(
     Ok(axum::Json(IntegrationObject::new(platforms)))
 }
 
-/// The tenant's Connect platforms (without their keys).
+/// Retrieve the Connect platforms
+///
+/// The tenant's Connect platforms per mode (`test`, `live`), with key hints but without
+/// their keys. Needs `connections:read`.
 #[utoipa::path(get, path = "/api/v1/integrations/stripe", tag = "oauth",
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The integration; `test` and `live` are null when not configured", body = IntegrationObject), StandardErrors))]
+    responses((status = 200, description = "The integration; `test` and `live` are null when not configured", body = IntegrationObject, example = super::examples::integration), StandardErrors))]
 pub async fn get_integration(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -163,8 +170,11 @@ pub async fn get_integration(
     Ok(axum::Json(IntegrationObject::new(platforms)))
 }
 
-/// Deletes the Connect platform of one mode (or both). Refused while Connect
-/// connections depend on it, unless `force=true`.
+/// Delete a Connect platform
+///
+/// Deletes the Connect platform of one mode (`?mode=test|live`) or both. Refused with
+/// 409 while Connect connections depend on it, unless `force=true`. Needs the `admin`
+/// scope.
 #[utoipa::path(delete, path = "/api/v1/integrations/stripe", tag = "oauth", params(DeleteIntegration),
     security(("api_key" = []), ("bearer" = [])),
     responses(

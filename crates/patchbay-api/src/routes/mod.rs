@@ -14,6 +14,7 @@ mod common;
 mod connect_sessions;
 mod connections;
 mod events;
+mod examples;
 mod health;
 mod integrations;
 mod oauth;
@@ -37,7 +38,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::auth::{Caller, Surface, resolve_caller};
 use crate::context::request_context;
@@ -288,7 +289,7 @@ pub fn app(state: AppState) -> Router {
         .merge(proxy.route_layer(caller(Surface::Proxy)))
         .merge(public)
         .merge(intake.route_layer(DefaultBodyLimit::max(state.config.webhooks.max_body_bytes)))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .merge(docs(api))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -307,6 +308,16 @@ pub fn app(state: AppState) -> Router {
         ]))
         .layer(axum::middleware::map_response(crate::security_headers::add))
         .with_state(state)
+}
+
+/// Swagger UI at `/docs`, every asset served from the binary. Deep links
+/// (`/docs/#/connections/create_connection`) open one operation; the online
+/// validator badge is off, so the page never sends the document's URL to a
+/// third party (nor needs the network at all).
+fn docs(api: utoipa::openapi::OpenApi) -> SwaggerUi {
+    SwaggerUi::new("/docs")
+        .url("/openapi.json", api)
+        .config(Config::default().deep_linking(true).validator_url("none"))
 }
 
 async fn fallback() -> StatusCode {

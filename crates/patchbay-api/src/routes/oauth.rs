@@ -116,14 +116,16 @@ fn parse_auth_url_query(query: Option<&str>) -> Result<AuthUrlInput, ApiError> {
     Ok(input)
 }
 
-/// Starts a Stripe Connect OAuth flow: Stripe's authorize URL with a
-/// single-use state bound to the tenant and `external_id` (10 minutes).
-/// Callable with a tenant key (`connections:write`) or, from a browser, a
-/// connect session that allows `oauth`.
+/// Start a Connect OAuth flow
+///
+/// Stripe's authorize URL with a single-use `state` bound to the tenant and
+/// `external_id`, valid for `PATCHBAY_OAUTH_STATE_TTL` (10 minutes). Send the end
+/// user's browser to `url`. Callable with a tenant key (`connections:write`) or, from a
+/// browser, a connect session that allows `oauth`.
 #[utoipa::path(get, path = "/api/v1/connections/stripe/auth-url", tag = "oauth", params(AuthUrlQuery),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The authorize URL", body = AuthUrlObject),
+        (status = 200, description = "The authorize URL", body = AuthUrlObject, example = super::examples::auth_url),
         (status = 400, description = "An unknown or repeated query parameter", body = ErrorResponse),
         (status = 401, description = "No valid API key or connect session", body = ErrorResponse),
         (status = 403, description = "The key lacks `connections:write`, or the session does not allow this (`session_forbidden`, `session_used`, `session_scope_mismatch`, `origin_not_allowed`)", body = ErrorResponse),
@@ -202,18 +204,19 @@ fn see_other(location: HeaderValue) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response()
 }
 
-/// Where Stripe sends the end user after consent (public: the state
-/// authenticates). Exchanges the code for a grant with the tenant's platform
-/// key and stores it as a connection (or re-links the same end user's same
-/// account). With a `return_to`, the browser is sent there with
-/// `connection_id` and `status`, or with `error` and `error_description`;
-/// without one, the answer is JSON. An unknown, used or expired state is a 400
-/// and creates nothing.
+/// Connect OAuth callback
+///
+/// Where Stripe sends the end user after consent (public: the state authenticates).
+/// Exchanges the code for a grant with the tenant's platform key and stores it as a
+/// connection (201), or re-links the same end user's same account (200). With a
+/// `return_to`, the browser is sent there (303) with `connection_id` and `status`, or
+/// with `error` and `error_description`; without one, the answer is JSON. An unknown,
+/// used or expired state is a 400 and creates nothing.
 #[utoipa::path(get, path = "/api/v1/oauth/stripe/callback", tag = "oauth", params(CallbackQuery),
     security(()),
     responses(
-        (status = 201, description = "The new connection (no return_to)", body = ConnectionObject),
-        (status = 200, description = "The re-linked connection (no return_to)", body = ConnectionObject),
+        (status = 201, description = "The new connection (no return_to)", body = ConnectionObject, example = super::examples::connection_oauth),
+        (status = 200, description = "The re-linked connection (no return_to)", body = ConnectionObject, example = super::examples::connection_oauth),
         (status = 303, description = "Back to the flow's return_to, with `connection_id` and `status`, or `error` and `error_description`"),
         (status = 400, description = "An unknown, used or expired state (`oauth_state_invalid`); the end user declined (`access_denied`); Stripe refused the code (`invalid_grant`, `oauth_refused`)", body = ErrorResponse),
         (status = 409, description = "The external_id names another account's connection, or a limit was reached", body = ErrorResponse),

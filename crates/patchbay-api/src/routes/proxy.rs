@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::auth::{Caller, TenantPrincipal};
 use crate::context::RequestId;
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ErrorResponse, RelayedError};
 use crate::extract::parse_id;
 use crate::services::error::ServiceError;
 use crate::services::proxy::{self, Addressed};
@@ -54,7 +54,13 @@ const RETURNED: [&str; 8] = [
 /// Bodies up to this size are kept in memory so a safe retry can resend them.
 const BUFFER_FOR_RETRY: u64 = 256 * 1024;
 
-/// `ANY /api/v1/connections/{id}/proxy/{*path}`.
+/// Proxy a Stripe request
+///
+/// `ANY /api/v1/connections/{id}/proxy/{*path}`: any Stripe endpoint (`v1/…`, `v2/…`)
+/// through the connection, with any method Stripe takes. Patchbay adds the connection's
+/// credentials (and `Stripe-Account` for Connect grants); Stripe's answer comes back
+/// verbatim and streamed, whatever its status. Needs the `proxy` scope; the same proxy
+/// answers at `/v1/*` and `/v2/*` for a key bound to one connection.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/proxy/{path}", tag = "proxy",
     params(
         ("id" = String, Path, description = "Connection id (conn_…)"),
@@ -62,12 +68,14 @@ const BUFFER_FOR_RETRY: u64 = 256 * 1024;
     ),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Stripe's answer, verbatim (any Stripe status, body and its Request-Id, Stripe-Version and Idempotency-Key headers)"),
-        (status = 400, description = "A path that is not a Stripe API path (traversal, encoding tricks, not v1/ or v2/), or a bad Stripe-Account", body = ErrorResponse),
-        (status = 401, description = "No valid API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the `proxy` scope, or is bound to another connection", body = ErrorResponse),
-        (status = 404, description = "No such connection", body = ErrorResponse),
-        (status = 409, description = "The connection is not `active` (`connection_not_active`)", body = ErrorResponse),
+        (status = 200, description = "Stripe's answer, verbatim (any Stripe status, body and its Request-Id, Stripe-Version and Idempotency-Key headers)", content_type = "application/json", body = serde_json::Value, example = super::examples::stripe_customer),
+        (status = 400, description = "A path that is not a Stripe API path (traversal, encoding tricks, not v1/ or v2/), a bad Stripe-Account, a multipart Content-Type without a boundary; or Stripe's 400, verbatim", body = RelayedError),
+        (status = 401, description = "No valid API key, or Stripe refused the connection's key (Stripe's body)", body = RelayedError),
+        (status = 402, description = "Stripe: valid parameters but the request failed (a card declined), verbatim", body = RelayedError),
+        (status = 403, description = "The key lacks the `proxy` scope, or is bound to another connection; or Stripe refused a permission (Stripe's body)", body = RelayedError),
+        (status = 404, description = "No such connection, or Stripe's `resource_missing`, verbatim", body = RelayedError),
+        (status = 409, description = "The connection is not `active` (`connection_not_active`), or Stripe's conflict, verbatim", body = RelayedError),
+        (status = 429, description = "Stripe's rate limit, verbatim", body = RelayedError),
         (status = 413, description = "The body is larger than PATCHBAY_PROXY_MAX_BODY_BYTES", body = ErrorResponse),
         (status = 502, description = "Stripe could not be reached", body = ErrorResponse),
     ))]
@@ -123,6 +131,32 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>
         .transpose()
 }
 
+/// A multipart body without its boundary cannot be parsed by anyone: refused
+/// here (400 `content_type_invalid`) rather than sent on to Stripe.
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = header_text(headers, "content-type")? else {
+        return Ok(());
+    };
+    let mut params = value.split(';');
+    let multipart = params
+        .next()
+        .and_then(|essence| essence.trim().get(..10))
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("multipart/"));
+    let boundary = params.any(|p| {
+        p.split_once('=').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("boundary") && !v.trim().trim_matches('"').is_empty()
+        })
+    });
+    if multipart && !boundary {
+        return Err(ApiError::bad_request(
+            "content_type_invalid",
+            "A multipart Content-Type needs a boundary parameter.",
+        )
+        .with_param("Content-Type".to_owned()));
+    }
+    Ok(())
+}
+
 async fn forward(
     state: &AppState,
     caller: TenantPrincipal,
@@ -143,6 +177,7 @@ async fn forward(
             .unwrap_or_default(),
     };
     patchbay_stripe::proxy::check_proxy_path(&raw_path).map_err(path_error)?;
+    check_content_type(&parts.headers)?;
     let target = proxy::target(
         state,
         &caller,

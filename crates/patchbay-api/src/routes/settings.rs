@@ -34,10 +34,13 @@ pub struct PutSettings {
     pub allowed_origins: Vec<String>,
 }
 
-/// The tenant's settings.
+/// Retrieve settings
+///
+/// The tenant's settings: the browser origins allowed to use connect sessions. Needs
+/// `connections:read`.
 #[utoipa::path(get, path = "/api/v1/settings", tag = "tenants",
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The settings", body = SettingsObject), StandardErrors))]
+    responses((status = 200, description = "The settings", body = SettingsObject, example = super::examples::settings), StandardErrors))]
 pub async fn get_settings(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -50,10 +53,14 @@ pub async fn get_settings(
     }))
 }
 
-/// Replaces the tenant's settings.
-#[utoipa::path(put, path = "/api/v1/settings", tag = "tenants", request_body = PutSettings,
+/// Replace settings
+///
+/// Replaces the tenant's settings. `allowed_origins` are the exact origins
+/// (`https://app.example.com`) whose browsers may call the connect-session routes with
+/// CORS. Needs the `admin` scope.
+#[utoipa::path(put, path = "/api/v1/settings", tag = "tenants", request_body(content = PutSettings, example = super::examples::put_settings),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The settings", body = SettingsObject), StandardErrors, BodyErrors, Unprocessable))]
+    responses((status = 200, description = "The settings", body = SettingsObject, example = super::examples::settings), StandardErrors, BodyErrors, Unprocessable))]
 pub async fn put_settings(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -127,10 +127,15 @@ fn audit(tenant: &TenantPrincipal, request_id: &RequestId) -> AuditContext {
     AuditContext::new(&Principal::Tenant(tenant.clone()), request_id)
 }
 
-/// Creates a subscription; its `secret` is in this response only.
-#[utoipa::path(post, path = "/api/v1/event-subscriptions", tag = "webhooks", request_body = CreateSubscription,
+/// Create an event subscription
+///
+/// Subscribes a receiver URL (`https`, not a private address unless allowed) to event
+/// types. Deliveries are signed in the Standard Webhooks format and retried with
+/// backoff. The `secret` is in this response only: keep it in your receiver's
+/// configuration. Needs `connections:write`.
+#[utoipa::path(post, path = "/api/v1/event-subscriptions", tag = "webhooks", request_body(content = CreateSubscription, example = super::examples::create_subscription),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, description = "The subscription, with its secret (shown once)", body = SubscriptionObject),
+    responses((status = 201, description = "The subscription, with its secret (shown once)", body = SubscriptionObject, example = super::examples::subscription_created),
         StandardErrors, NotFound, BodyErrors, Unprocessable))]
 pub async fn create_subscription(
     Tenant(tenant): Tenant,
@@ -159,10 +164,13 @@ pub async fn create_subscription(
     Ok((StatusCode::CREATED, axum::Json(with_secret(created))))
 }
 
-/// Lists the tenant's subscriptions, newest first.
+/// List event subscriptions
+///
+/// A page of the tenant's subscriptions, newest first, without their secrets. Needs
+/// `connections:read`.
 #[utoipa::path(get, path = "/api/v1/event-subscriptions", tag = "webhooks", params(PageParams),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "A page of subscriptions", body = ListResponse<SubscriptionObject>), StandardErrors))]
+    responses((status = 200, description = "A page of subscriptions", body = ListResponse<SubscriptionObject>, example = super::examples::subscription_list), StandardErrors))]
 pub async fn list_subscriptions(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -182,11 +190,14 @@ pub async fn list_subscriptions(
     )))
 }
 
-/// Retrieves a subscription (without its secret).
+/// Retrieve an event subscription
+///
+/// One subscription, with its status (`enabled`, or `disabled` with the reason) and a
+/// hint of its secret. Needs `connections:read`.
 #[utoipa::path(get, path = "/api/v1/event-subscriptions/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Subscription id (esub_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The subscription", body = SubscriptionObject), StandardErrors, NotFound))]
+    responses((status = 200, description = "The subscription", body = SubscriptionObject, example = super::examples::subscription), StandardErrors, NotFound))]
 pub async fn get_subscription(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -200,11 +211,15 @@ pub async fn get_subscription(
     )))
 }
 
-/// Changes a subscription; `{"enabled": true}` re-enables a disabled one.
-#[utoipa::path(patch, path = "/api/v1/event-subscriptions/{id}", tag = "webhooks", request_body = UpdateSubscription,
+/// Update an event subscription
+///
+/// Changes a subscription's URL, event types or description; `{"enabled": true}`
+/// re-enables a disabled one. Absent fields stay as they are. Needs
+/// `connections:write`.
+#[utoipa::path(patch, path = "/api/v1/event-subscriptions/{id}", tag = "webhooks", request_body(content = UpdateSubscription, example = super::examples::update_subscription),
     params(("id" = String, Path, description = "Subscription id (esub_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The subscription", body = SubscriptionObject), StandardErrors, NotFound, BodyErrors, Unprocessable))]
+    responses((status = 200, description = "The subscription", body = SubscriptionObject, example = super::examples::subscription), StandardErrors, NotFound, BodyErrors, Unprocessable))]
 pub async fn update_subscription(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -230,13 +245,17 @@ pub async fn update_subscription(
     Ok(axum::Json(render(updated, None)))
 }
 
-/// Replaces the signing secret; both sign (space-separated `v1,…`
-/// signatures) until `expire_previous_in_seconds` have passed.
+/// Roll an event subscription's secret
+///
+/// Replaces the signing secret and shows the new one in this response only; both sign
+/// (space-separated `v1,…` signatures in `webhook-signature`) until
+/// `expire_previous_in_seconds` have passed, so receivers can switch without a gap.
+/// Needs `connections:write`.
 #[utoipa::path(post, path = "/api/v1/event-subscriptions/{id}/roll-secret", tag = "webhooks",
-    request_body(content = RollSubscriptionSecret, description = "Optional"),
+    request_body(content = RollSubscriptionSecret, description = "Optional", example = super::examples::roll_subscription_secret),
     params(("id" = String, Path, description = "Subscription id (esub_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The subscription with its new secret (shown once)", body = SubscriptionObject),
+    responses((status = 200, description = "The subscription with its new secret (shown once)", body = SubscriptionObject, example = super::examples::subscription_rolled),
         StandardErrors, NotFound, BodyErrors, Unprocessable))]
 pub async fn roll_subscription_secret(
     Tenant(tenant): Tenant,
@@ -263,11 +282,13 @@ pub async fn roll_subscription_secret(
     Ok(axum::Json(with_secret(rolled)))
 }
 
-/// Deletes a subscription and its pending deliveries.
+/// Delete an event subscription
+///
+/// Deletes a subscription and its pending deliveries. Needs `connections:write`.
 #[utoipa::path(delete, path = "/api/v1/event-subscriptions/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Subscription id (esub_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "Deleted", body = Deleted), StandardErrors, NotFound))]
+    responses((status = 200, description = "Deleted", body = Deleted, example = super::examples::subscription_deleted), StandardErrors, NotFound))]
 pub async fn delete_subscription(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -106,10 +106,14 @@ fn ctx(request_id: &RequestId) -> AuditContext {
     AuditContext::new(&Principal::Admin, request_id)
 }
 
-/// Creates a tenant (and its data key).
-#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant,
+/// Create a tenant
+///
+/// Creates a tenant and its data key, which seals the tenant's secrets (wrapped by the
+/// primary master key). Platform admin token only. Give the tenant an API key next with
+/// `POST /api/v1/tenants/{id}/api-keys`.
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body(content = CreateTenant, example = super::examples::create_tenant),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, description = "Created", body = TenantObject), StandardErrors, BodyErrors, Unprocessable))]
+    responses((status = 201, description = "Created", body = TenantObject, example = super::examples::tenant), StandardErrors, BodyErrors, Unprocessable))]
 pub async fn create_tenant(
     _: Admin,
     State(state): State<AppState>,
@@ -120,10 +124,13 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, axum::Json(tenant.into())))
 }
 
-/// Lists tenants, newest first.
+/// List tenants
+///
+/// A page of tenants, newest first (`limit`, `starting_after`, `ending_before`).
+/// Platform admin token only.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(ListTenants),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "A page of tenants", body = ListResponse<TenantObject>), StandardErrors))]
+    responses((status = 200, description = "A page of tenants", body = ListResponse<TenantObject>, example = super::examples::tenant_list), StandardErrors))]
 pub async fn list_tenants(
     _: Admin,
     State(state): State<AppState>,
@@ -142,11 +149,13 @@ pub async fn list_tenants(
     )))
 }
 
-/// Retrieves a tenant.
+/// Retrieve a tenant
+///
+/// One tenant by id. Platform admin token only.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants",
     params(("id" = TenantId, Path, description = "Tenant id (ten_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The tenant", body = TenantObject), StandardErrors, NotFound))]
+    responses((status = 200, description = "The tenant", body = TenantObject, example = super::examples::tenant), StandardErrors, NotFound))]
 pub async fn get_tenant(
     _: Admin,
     State(state): State<AppState>,
@@ -156,11 +165,15 @@ pub async fn get_tenant(
     Ok(axum::Json(tenants::get(&state, id).await?.into()))
 }
 
-/// Renames, disables or re-enables a tenant, or changes its metadata.
-#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", request_body = UpdateTenant,
+/// Update a tenant
+///
+/// Renames, disables or re-enables a tenant, or changes its metadata; absent fields
+/// stay as they are. A disabled tenant's API keys are refused (403) until it is set
+/// back to `active`. Platform admin token only.
+#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", request_body(content = UpdateTenant, example = super::examples::update_tenant),
     params(("id" = TenantId, Path, description = "Tenant id (ten_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The updated tenant", body = TenantObject), StandardErrors, BodyErrors, NotFound, Unprocessable))]
+    responses((status = 200, description = "The updated tenant", body = TenantObject, example = super::examples::tenant), StandardErrors, BodyErrors, NotFound, Unprocessable))]
 pub async fn update_tenant(
     _: Admin,
     State(state): State<AppState>,
@@ -181,12 +194,15 @@ pub async fn update_tenant(
     ))
 }
 
-/// Deletes a tenant with its keys and connections. Its data key is destroyed
-/// first, so its sealed secrets cannot be recovered, even from backups.
+/// Delete a tenant
+///
+/// Deletes a tenant with its keys, connections, endpoints, subscriptions and events.
+/// Its data key is destroyed first, so its sealed secrets cannot be recovered, even
+/// from backups (crypto-shredding). Platform admin token only.
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants",
     params(("id" = TenantId, Path, description = "Tenant id (ten_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "Deleted", body = Deleted), StandardErrors, NotFound))]
+    responses((status = 200, description = "Deleted", body = Deleted, example = super::examples::tenant_deleted), StandardErrors, NotFound))]
 pub async fn delete_tenant(
     _: Admin,
     State(state): State<AppState>,

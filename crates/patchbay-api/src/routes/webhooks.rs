@@ -194,12 +194,17 @@ fn audit(tenant: &TenantPrincipal, request_id: &RequestId) -> AuditContext {
     AuditContext::new(&Principal::Tenant(tenant.clone()), request_id)
 }
 
-/// Creates a webhook endpoint for a connection's Stripe account.
+/// Create a connection's webhook endpoint
+///
+/// Creates an endpoint that receives Stripe's webhooks for the connection's account.
+/// Give Stripe its `url`, then store Stripe's signing secret here (or roll it in
+/// later). Events are verified, stored once, and fanned out to your subscriptions.
+/// Needs `connections:write`.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/webhook-endpoints", tag = "webhooks",
-    request_body = CreateEndpoint,
+    request_body(content = CreateEndpoint, example = super::examples::create_endpoint),
     params(("id" = ConnectionId, Path, description = "Connection id (conn_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, description = "The endpoint; register its `url` in Stripe", body = EndpointObject),
+    responses((status = 201, description = "The endpoint; register its `url` in Stripe", body = EndpointObject, example = super::examples::endpoint),
         StandardErrors, NotFound, BodyErrors, Unprocessable))]
 pub async fn create_connection_endpoint(
     Tenant(tenant): Tenant,
@@ -229,13 +234,15 @@ pub async fn create_connection_endpoint(
     ))
 }
 
-/// Creates one webhook endpoint for every account connected to the tenant's
-/// Connect platform: each event is attributed to the tenant's OAuth
-/// connection through its `account`.
+/// Create a Connect platform webhook endpoint
+///
+/// Creates one webhook endpoint for every account connected to the tenant's Connect
+/// platform: each event is attributed to the tenant's OAuth connection through its
+/// `account`. Needs `connections:write`.
 #[utoipa::path(post, path = "/api/v1/integrations/stripe/webhook-endpoints", tag = "webhooks",
-    request_body = CreatePlatformEndpoint,
+    request_body(content = CreatePlatformEndpoint, example = super::examples::create_platform_endpoint),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, description = "The endpoint; register its `url` in Stripe as a Connect endpoint", body = EndpointObject),
+    responses((status = 201, description = "The endpoint; register its `url` in Stripe as a Connect endpoint", body = EndpointObject, example = super::examples::platform_endpoint),
         StandardErrors, BodyErrors, Unprocessable))]
 pub async fn create_platform_endpoint(
     Tenant(tenant): Tenant,
@@ -269,11 +276,14 @@ pub async fn create_platform_endpoint(
     ))
 }
 
-/// Lists a connection's webhook endpoints.
+/// List a connection's webhook endpoints
+///
+/// A page of the connection's webhook endpoints, newest first, with secret hints only.
+/// Needs `connections:read`.
 #[utoipa::path(get, path = "/api/v1/connections/{id}/webhook-endpoints", tag = "webhooks",
     params(("id" = ConnectionId, Path, description = "Connection id (conn_…)"), PageParams),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "A page of endpoints", body = ListResponse<EndpointObject>), StandardErrors, NotFound))]
+    responses((status = 200, description = "A page of endpoints", body = ListResponse<EndpointObject>, example = super::examples::connection_endpoint_list), StandardErrors, NotFound))]
 pub async fn list_connection_endpoints(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -297,10 +307,13 @@ pub async fn list_connection_endpoints(
     )))
 }
 
-/// Lists the tenant's webhook endpoints.
+/// List webhook endpoints
+///
+/// A page of all the tenant's webhook endpoints (connection and platform), newest
+/// first. Needs `connections:read`.
 #[utoipa::path(get, path = "/api/v1/webhook-endpoints", tag = "webhooks", params(ListEndpoints),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "A page of endpoints", body = ListResponse<EndpointObject>), StandardErrors))]
+    responses((status = 200, description = "A page of endpoints", body = ListResponse<EndpointObject>, example = super::examples::endpoint_list), StandardErrors, NotFound))]
 pub async fn list_endpoints(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -327,11 +340,14 @@ pub async fn list_endpoints(
     )))
 }
 
-/// Retrieves a webhook endpoint.
+/// Retrieve a webhook endpoint
+///
+/// One webhook endpoint, with its `url` for Stripe and a hint of its signing secret.
+/// Needs `connections:read`.
 #[utoipa::path(get, path = "/api/v1/webhook-endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook endpoint id (we_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The endpoint", body = EndpointObject), StandardErrors, NotFound))]
+    responses((status = 200, description = "The endpoint", body = EndpointObject, example = super::examples::endpoint), StandardErrors, NotFound))]
 pub async fn get_endpoint(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -344,11 +360,14 @@ pub async fn get_endpoint(
     Ok(axum::Json(render(endpoint, &base_url(&state, &headers))))
 }
 
-/// Changes an endpoint's event types or note.
-#[utoipa::path(patch, path = "/api/v1/webhook-endpoints/{id}", tag = "webhooks", request_body = UpdateEndpoint,
+/// Update a webhook endpoint
+///
+/// Changes an endpoint's event types or description; absent fields stay as they are.
+/// Needs `connections:write`.
+#[utoipa::path(patch, path = "/api/v1/webhook-endpoints/{id}", tag = "webhooks", request_body(content = UpdateEndpoint, example = super::examples::update_endpoint),
     params(("id" = String, Path, description = "Webhook endpoint id (we_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The endpoint", body = EndpointObject), StandardErrors, NotFound, BodyErrors, Unprocessable))]
+    responses((status = 200, description = "The endpoint", body = EndpointObject, example = super::examples::endpoint), StandardErrors, NotFound, BodyErrors, Unprocessable))]
 pub async fn update_endpoint(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -371,12 +390,15 @@ pub async fn update_endpoint(
     Ok(axum::Json(render(endpoint, &base_url(&state, &headers))))
 }
 
-/// Replaces the signing secret (after rolling it in Stripe); the current
-/// one stays valid for `expire_previous_in_seconds`.
-#[utoipa::path(post, path = "/api/v1/webhook-endpoints/{id}/roll-secret", tag = "webhooks", request_body = RollEndpointSecret,
+/// Roll a webhook endpoint's secret
+///
+/// Replaces the signing secret after you rolled it in Stripe; the current one stays
+/// valid for `expire_previous_in_seconds`, so no event is refused in between. Needs
+/// `connections:write`.
+#[utoipa::path(post, path = "/api/v1/webhook-endpoints/{id}/roll-secret", tag = "webhooks", request_body(content = RollEndpointSecret, example = super::examples::roll_endpoint_secret),
     params(("id" = String, Path, description = "Webhook endpoint id (we_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "The endpoint", body = EndpointObject), StandardErrors, NotFound, BodyErrors, Unprocessable))]
+    responses((status = 200, description = "The endpoint", body = EndpointObject, example = super::examples::endpoint_rolled), StandardErrors, NotFound, BodyErrors, Unprocessable))]
 pub async fn roll_endpoint_secret(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -403,12 +425,14 @@ pub async fn roll_endpoint_secret(
     Ok(axum::Json(render(endpoint, &base_url(&state, &headers))))
 }
 
-/// Deletes a webhook endpoint; Stripe's posts to it are refused from now on
-/// (its stored events stay).
+/// Delete a webhook endpoint
+///
+/// Deletes a webhook endpoint; Stripe's posts to it are refused from now on (its stored
+/// events stay until retention purges them). Needs `connections:write`.
 #[utoipa::path(delete, path = "/api/v1/webhook-endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook endpoint id (we_…)")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "Deleted", body = Deleted), StandardErrors, NotFound))]
+    responses((status = 200, description = "Deleted", body = Deleted, example = super::examples::endpoint_deleted), StandardErrors, NotFound))]
 pub async fn delete_endpoint(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -447,17 +471,20 @@ pub struct ReceiptObject {
     pub ignored: Option<bool>,
 }
 
-/// Stripe posts events here. The `Stripe-Signature` header authenticates the
-/// post: verified on the raw body (HMAC-SHA256 with the endpoint's signing
-/// secret, 300 s tolerance) before anything is stored. Each Stripe event is
-/// stored once per endpoint; repeats are acknowledged.
+/// Receive a Stripe webhook
+///
+/// Stripe posts events here. The `Stripe-Signature` header authenticates the post:
+/// verified on the raw body (HMAC-SHA256 with the endpoint's signing secret,
+/// `PATCHBAY_WEBHOOK_TOLERANCE`) before anything is stored. Each Stripe event is stored
+/// once per endpoint; repeats are acknowledged with `duplicate: true`, unsubscribed
+/// types with `ignored: true`.
 #[utoipa::path(post, path = "/api/v1/webhooks/stripe/{endpoint_id}", tag = "webhooks",
     security(()),
     params(("endpoint_id" = String, Path, description = "Webhook endpoint id (we_…)"),
         ("Stripe-Signature" = String, Header, description = "`t=<unix>,v1=<hex>`, as Stripe signs")),
-    request_body(content = serde_json::Value, content_type = "application/json", description = "Stripe's event, verbatim"),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "Stripe's event, verbatim", example = super::examples::stripe_event),
     responses(
-        (status = 200, description = "Stored, already stored (`duplicate`), or not kept (`ignored`)", body = ReceiptObject),
+        (status = 200, description = "Stored, already stored (`duplicate`), or not kept (`ignored`)", body = ReceiptObject, example = super::examples::receipt),
         (status = 400, description = "Missing, malformed or wrong signature, a timestamp outside the tolerance (`webhook_signature_invalid`), or a signed body that is not an event (`webhook_payload_invalid`)", body = ErrorResponse),
         (status = 404, description = "No such endpoint", body = ErrorResponse),
         (status = 413, description = "Larger than `PATCHBAY_WEBHOOK_MAX_BODY_BYTES`", body = ErrorResponse),

@@ -595,4 +595,36 @@ async fn the_next_call_after_a_change_uses_the_change_not_the_cached_credential(
     let reply = raw(&app, Method::GET, &url, &headers, Body::empty()).await;
     assert_eq!(reply.status, 404, "{}", reply.text);
     assert_eq!(assert_envelope(&reply), "resource_missing");
+
+#[tokio::test]
+async fn a_multipart_body_without_a_boundary_is_refused_before_anything_is_sent() {
+    let app = TestApp::new().await;
+    let (_, key, conn) = setup(&app).await;
+    let before = app.stripe.received_requests().await.unwrap().len();
+    for content_type in [
+        "multipart/form-data",
+        "Multipart/Form-Data; charset=utf-8",
+        "multipart/form-data; boundary=",
+        "multipart/form-data; boundary=\"\"",
+    ] {
+        let reply = raw(
+            &app,
+            Method::POST,
+            &format!("/api/v1/connections/{conn}/proxy/v1/files"),
+            &[("x-api-key", &key), ("content-type", content_type)],
+            Body::from("--x\r\n"),
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{content_type}: {}", reply.text);
+        assert_eq!(
+            assert_envelope(&reply),
+            "content_type_invalid",
+            "{content_type}"
+        );
+    }
+    assert_eq!(
+        app.stripe.received_requests().await.unwrap().len(),
+        before,
+        "nothing reached Stripe"
+    );
 }
