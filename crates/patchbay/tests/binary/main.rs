@@ -5,6 +5,7 @@
 mod cli;
 mod jobs;
 mod logs;
+mod metrics_families;
 mod metrics_labels;
 // The same PostgreSQL gate as the API tests (one file, two test binaries).
 #[path = "../../../patchbay-api/tests/api/postgres.rs"]
