@@ -12,10 +12,12 @@ use crate::rate_limit::RateClass;
 /// Which way a call went to Stripe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Via {
-    /// Built by Patchbay (test calls, actions, OAuth-adjacent calls).
+    /// Built by Patchbay (test calls, actions).
     Api,
     /// The raw proxy.
     Proxy,
+    /// Connect OAuth (`/oauth/token`, `/oauth/deauthorize`).
+    Connect,
 }
 
 impl Via {
@@ -23,6 +25,7 @@ impl Via {
         match self {
             Self::Api => "api",
             Self::Proxy => "proxy",
+            Self::Connect => "connect",
         }
     }
 }
@@ -30,21 +33,27 @@ impl Via {
 /// The status label: the codes Stripe documents answering with, otherwise
 /// the class (`1xx`…`5xx`), or `other` beyond 599.
 pub(crate) fn status_label(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        200 => "200",
-        201 => "201",
-        400 => "400",
-        401 => "401",
-        402 => "402",
-        403 => "403",
-        404 => "404",
-        409 => "409",
-        424 => "424",
-        429 => "429",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
+    const NAMED: [(u16, &str); 14] = [
+        (200, "200"),
+        (201, "201"),
+        (400, "400"),
+        (401, "401"),
+        (402, "402"),
+        (403, "403"),
+        (404, "404"),
+        (409, "409"),
+        (424, "424"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    let code = status.as_u16();
+    if let Some((_, label)) = NAMED.iter().find(|(named, _)| *named == code) {
+        return label;
+    }
+    match code {
         100..=199 => "1xx",
         200..=299 => "2xx",
         300..=399 => "3xx",

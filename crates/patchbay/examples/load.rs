@@ -91,7 +91,7 @@ impl Settings {
             tenants: num("TENANTS", "100") as usize,
             per_tenant: num("PER_TENANT", "10") as usize,
             rate: num("RATE", "400") as f64,
-            warmup: num("WARMUP", "10"),
+            warmup: num("WARMUP", "30"),
             duration: num("DURATION", "60"),
             pid: std::env::var("LOAD_PID").ok().and_then(|p| p.parse().ok()),
         }

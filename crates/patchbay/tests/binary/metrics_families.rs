@@ -62,11 +62,14 @@ const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "other",
 ];
 
-/// Every family `/metrics` may show, with its labels' closed sets, and
-/// whether this test's work must have made it appear.
-fn families() -> BTreeMap<&'static str, (bool, Vec<(&'static str, Allowed)>)> {
+/// Whether this test's work must have made a family appear, and its labels'
+/// closed sets.
+type Family = (bool, Vec<(&'static str, Allowed)>);
+
+/// Every family `/metrics` may show.
+fn families() -> BTreeMap<&'static str, Family> {
     use Allowed::*;
-    let via = ("via", Values(&["api", "proxy"]));
+    let via = ("via", Values(&["api", "proxy", "connect"]));
     let class = ("class", Values(&["read", "write"]));
     let engine = ("engine", Values(&["sqlite", "postgres"]));
     let pool = ("pool", Values(&["main", "reader", "writer"]));
