@@ -30,6 +30,21 @@ pub mod kinds {
     /// Delete events older than the retention period; recurring, one for the
     /// whole deployment. Subject: [`super::SYSTEM_SUBJECT`].
     pub const EVENTS_PURGE: &str = "events.purge";
+
+    /// Every kind above: the closed set metrics label jobs with.
+    pub const ALL: [&str; 5] = [
+        CONNECTION_REVALIDATE,
+        PURGE_PREVIOUS_KEYS,
+        CONNECT_DEAUTHORIZE,
+        WEBHOOK_DELIVER,
+        EVENTS_PURGE,
+    ];
+
+    /// `kind` when it is one of [`ALL`], otherwise `other` (a row written by
+    /// another version): a metric label that no stored text can grow.
+    pub fn label(kind: &str) -> &'static str {
+        ALL.into_iter().find(|k| *k == kind).unwrap_or("other")
+    }
 }
 
 /// Which kinds of job a claim takes.

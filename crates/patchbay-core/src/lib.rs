@@ -12,6 +12,7 @@ pub mod job;
 pub mod metadata;
 pub mod page;
 pub mod sealed;
+pub mod stats;
 pub mod store;
 pub mod tenant;
 pub mod time;

@@ -22,6 +22,7 @@ use crate::connection::{
 };
 use crate::job::{ClaimRequest, ClaimedJob, Job, JobOutcome, NewJob};
 use crate::sealed::{DataKeyRecord, MasterKeyCheck, Rewrap, SealedSecret};
+use crate::stats::{PoolStats, WorkCounts};
 use crate::tenant::Tenant;
 use crate::webhook::{
     AttemptRecord, AttemptWrite, Delivery, DeliveryAttempt, DeliveryWork, EndpointSecrets, Event,
@@ -706,6 +707,11 @@ pub trait Store:
     fn backend(&self) -> Backend;
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
+    /// Jobs by kind and status and webhook deliveries pending and failed,
+    /// across tenants (for metrics).
+    async fn system_work_counts(&self) -> StoreResult<WorkCounts>;
+    /// The connection pools' sizes and idle connections (for metrics).
+    fn pool_stats(&self) -> Vec<PoolStats>;
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// Closes the pool, waiting for connections to return.

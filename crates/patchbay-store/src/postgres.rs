@@ -10,6 +10,7 @@ use std::str::FromStr;
 use patchbay_core::StoreError;
 use patchbay_core::job::ClaimRequest;
 use patchbay_core::sealed::Rewrap;
+use patchbay_core::stats::PoolStats;
 use patchbay_core::store::{Backend, StoreResult};
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
@@ -57,6 +58,16 @@ impl PostgresStore {
     /// The pool, for one write statement.
     pub(crate) fn writer(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Dialect: one pool for reads and writes.
+    pub(crate) fn pools(&self) -> Vec<PoolStats> {
+        vec![PoolStats {
+            pool: "main",
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }]
     }
 
     /// Closes the pool, waiting for connections to return.

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
@@ -13,6 +13,7 @@ use tracing::debug;
 use url::Url;
 
 use crate::form;
+use crate::metrics::{self, RetryReason, Via};
 use crate::rate_limit::{Limits, RateClass, RateLimiter};
 use crate::redact::{Redacted, redact};
 use crate::request::{Body, StripeRequest};
@@ -126,8 +127,27 @@ impl StripeClient {
         &self.inner.streaming
     }
 
-    pub(crate) fn limiter(&self) -> &RateLimiter {
-        &self.inner.limiter
+    /// Waits for a slot of `rate`'s connection in `class` (when the call is
+    /// rate-limited), recording the wait; fails at once when the slot is
+    /// further away than the limiter allows.
+    pub(crate) async fn wait_for_slot(
+        &self,
+        rate: Option<RateKey<'_>>,
+        class: RateClass,
+    ) -> Result<(), StripeError> {
+        let Some(rate) = rate else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let slot = self
+            .inner
+            .limiter
+            .acquire(rate.key, rate.livemode, class)
+            .await;
+        metrics::rate_limited(class, started.elapsed(), slot.is_err());
+        slot.map_err(|wait| StripeError::RateLimited {
+            retry_after_ms: wait.as_millis() as u64,
+        })
     }
 
     /// The process's one HTTP client (for calls outside the API's conventions,
@@ -178,15 +198,7 @@ impl StripeClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            if let Some(rate) = rate {
-                self.inner
-                    .limiter
-                    .acquire(rate.key, rate.livemode, class)
-                    .await
-                    .map_err(|wait| StripeError::RateLimited {
-                        retry_after_ms: wait.as_millis() as u64,
-                    })?;
-            }
+            self.wait_for_slot(rate, class).await?;
             let mut builder = self
                 .inner
                 .http
@@ -196,7 +208,13 @@ impl StripeClient {
                 builder = builder.body(body.clone());
             }
             let may_retry = retry_safe && attempt <= policy.max_retries;
-            match self.attempt(builder, key).await {
+            let started = Instant::now();
+            let answer = self.attempt(builder, key).await;
+            match &answer {
+                Ok(response) => metrics::answered(Via::Api, response.status, started.elapsed()),
+                Err(_) => metrics::unanswered(Via::Api, started.elapsed()),
+            }
+            match answer {
                 Ok(response) => {
                     debug!(
                         method = %request.method,
@@ -210,6 +228,7 @@ impl StripeClient {
                         && may_retry
                         && RetryPolicy::should_retry_status(response.status, &response.headers)
                     {
+                        metrics::retry(Via::Api, RetryReason::Status);
                         tokio::time::sleep(policy.backoff(attempt, Some(&response.headers))).await;
                         continue;
                     }
@@ -222,6 +241,7 @@ impl StripeClient {
                 Err(message) => {
                     debug!(method = %request.method, path = %request.path, attempt, error = %message, "stripe call failed");
                     if may_retry {
+                        metrics::retry(Via::Api, RetryReason::NoAnswer);
                         tokio::time::sleep(policy.backoff(attempt, None)).await;
                         continue;
                     }

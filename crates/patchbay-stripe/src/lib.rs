@@ -9,6 +9,7 @@ mod client;
 mod error;
 pub mod form;
 mod keys;
+mod metrics;
 pub mod oauth;
 pub mod proxy;
 mod rate_limit;

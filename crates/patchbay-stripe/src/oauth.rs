@@ -4,6 +4,7 @@
 //! (`{"error":"invalid_grant","error_description":…}`), not the API's.
 
 use std::fmt;
+use std::time::Instant;
 
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::StripeClient;
+use crate::metrics::{self, Via};
 use crate::redact::redact;
 
 /// What a Connect grant may do.
@@ -258,13 +260,16 @@ impl StripeClient {
         stripe_user_id: &str,
     ) -> Result<(), OAuthError> {
         let url = self.connect_url("oauth/deauthorize");
+        let started = Instant::now();
         let response = self
             .http()
             .post(url)
             .bearer_auth(platform_key.expose_secret())
             .form(&[("client_id", client_id), ("stripe_user_id", stripe_user_id)])
             .send()
-            .await
+            .await;
+        record(&response, started);
+        let response = response
             .map_err(|e| OAuthError::Unavailable(redact(&e.to_string(), None).into_string()))?;
         let status = response.status();
         let body = response
@@ -327,10 +332,10 @@ impl StripeClient {
     async fn send_oauth(&self, request: HttpRequest) -> Result<HttpResponse, OAuthTransportError> {
         let request =
             reqwest::Request::try_from(request).map_err(|e| OAuthTransportError(e.to_string()))?;
-        let response = self
-            .http()
-            .execute(request)
-            .await
+        let started = Instant::now();
+        let response = self.http().execute(request).await;
+        record(&response, started);
+        let response = response
             .map_err(|e| OAuthTransportError(redact(&e.to_string(), None).into_string()))?;
         let mut builder = http::Response::builder().status(response.status());
         for (name, value) in response.headers() {
@@ -343,6 +348,14 @@ impl StripeClient {
         builder
             .body(body.to_vec())
             .map_err(|e| OAuthTransportError(e.to_string()))
+    }
+}
+
+/// Counts one Connect OAuth call in the Stripe metrics.
+fn record(response: &Result<reqwest::Response, reqwest::Error>, started: Instant) {
+    match response {
+        Ok(r) => metrics::answered(Via::Connect, r.status(), started.elapsed()),
+        Err(_) => metrics::unanswered(Via::Connect, started.elapsed()),
     }
 }
 

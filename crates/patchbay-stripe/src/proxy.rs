@@ -8,6 +8,8 @@
 //! carries an `Idempotency-Key`, and the body is in memory (a streamed body
 //! cannot be sent twice).
 
+use std::time::Instant;
+
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, USER_AGENT};
 use secrecy::{ExposeSecret, SecretString};
@@ -15,6 +17,7 @@ use tracing::debug;
 use url::Url;
 
 use crate::client::RateKey;
+use crate::metrics::{self, RetryReason, Via};
 use crate::rate_limit::RateClass;
 use crate::redact::{Redacted, redact};
 use crate::retry::RetryPolicy;
@@ -217,14 +220,7 @@ impl StripeClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            if let Some(rate) = rate {
-                self.limiter()
-                    .acquire(rate.key, rate.livemode, class)
-                    .await
-                    .map_err(|wait| StripeError::RateLimited {
-                        retry_after_ms: wait.as_millis() as u64,
-                    })?;
-            }
+            self.wait_for_slot(rate, class).await?;
             let mut builder = self
                 .streaming_http()
                 .request(request.method.clone(), url.clone())
@@ -237,13 +233,20 @@ impl StripeClient {
                 builder = builder.body(body);
             }
             let may_retry = retry_safe && attempt <= policy.max_retries;
-            match builder.send().await {
+            let started = Instant::now();
+            let answer = builder.send().await;
+            match &answer {
+                Ok(response) => metrics::answered(Via::Proxy, response.status(), started.elapsed()),
+                Err(_) => metrics::unanswered(Via::Proxy, started.elapsed()),
+            }
+            match answer {
                 Ok(response) => {
                     debug!(method = %request.method, status = response.status().as_u16(), attempt, "proxied stripe call");
                     if !response.status().is_success()
                         && may_retry
                         && RetryPolicy::should_retry_status(response.status(), response.headers())
                     {
+                        metrics::retry(Via::Proxy, RetryReason::Status);
                         tokio::time::sleep(policy.backoff(attempt, Some(response.headers()))).await;
                         continue;
                     }
@@ -252,6 +255,7 @@ impl StripeClient {
                 Err(e) => {
                     let message = redact(&crate::client::describe(e), Some(key));
                     if may_retry {
+                        metrics::retry(Via::Proxy, RetryReason::NoAnswer);
                         tokio::time::sleep(policy.backoff(attempt, None)).await;
                         continue;
                     }

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 use crate::VaultError;
 use crate::error::random_bytes;
 use crate::format::{self, NONCE_LEN};
+use crate::metrics::{self, Operation};
 
 /// Where a secret lives: its owner, its record and its field. A ciphertext only
 /// opens in the context it was sealed in.
@@ -73,6 +74,14 @@ impl DataKey {
         context: SecretContext<'_>,
         plaintext: &[u8],
     ) -> Result<SealedSecret, VaultError> {
+        metrics::record(Operation::Seal, self.seal_unrecorded(context, plaintext))
+    }
+
+    fn seal_unrecorded(
+        &self,
+        context: SecretContext<'_>,
+        plaintext: &[u8],
+    ) -> Result<SealedSecret, VaultError> {
         self.check_tenant(context)?;
         let header = format::sealed_header(*self.id.uuid().as_bytes());
         let aad = secret_aad(&header, context);
@@ -107,6 +116,14 @@ impl DataKey {
 
     /// Opens raw bytes sealed for `context`.
     pub fn open_bytes(
+        &self,
+        context: SecretContext<'_>,
+        sealed: &SealedSecret,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        metrics::record(Operation::Open, self.open_unrecorded(context, sealed))
+    }
+
+    fn open_unrecorded(
         &self,
         context: SecretContext<'_>,
         sealed: &SealedSecret,

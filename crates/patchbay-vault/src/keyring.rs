@@ -16,6 +16,7 @@ use crate::VaultError;
 use crate::data_key::DataKey;
 use crate::error::random_bytes;
 use crate::format::{self, NONCE_LEN, TAG_LEN};
+use crate::metrics::{self, Operation};
 
 /// A master key id: 1 to 64 characters of `A-Z a-z 0-9 _ - .`.
 pub type MasterKeyId = String;
@@ -199,6 +200,13 @@ impl Keyring {
 
     /// Creates a tenant's data key, wrapped by the primary key.
     pub fn new_data_key(&self, tenant: TenantId) -> Result<(DataKeyRecord, DataKey), VaultError> {
+        metrics::record(Operation::NewDataKey, self.new_data_key_unrecorded(tenant))
+    }
+
+    fn new_data_key_unrecorded(
+        &self,
+        tenant: TenantId,
+    ) -> Result<(DataKeyRecord, DataKey), VaultError> {
         let id = DataKeyId::new();
         let material = Zeroizing::new(random_bytes::<DATA_KEY_LEN>()?);
         let wrapped = self.wrap(&self.keys[0], tenant, id, &material)?;
@@ -215,21 +223,25 @@ impl Keyring {
 
     /// Unwraps a stored data key.
     pub fn open_data_key(&self, record: &DataKeyRecord) -> Result<DataKey, VaultError> {
-        let material = self.unwrap_material(record)?;
-        DataKey::from_material(record.id, record.tenant_id, &material)
+        let key = self
+            .unwrap_material(record)
+            .and_then(|material| DataKey::from_material(record.id, record.tenant_id, &material));
+        metrics::record(Operation::OpenDataKey, key)
     }
 
     /// Re-wraps a data key under the primary key (no change if already there).
     pub fn rewrap(&self, record: &DataKeyRecord) -> Result<Rewrap, VaultError> {
-        let material = self.unwrap_material(record)?;
-        let primary = &self.keys[0];
-        Ok(Rewrap {
-            id: record.id,
-            tenant_id: record.tenant_id,
-            old_wrapped: record.wrapped.clone(),
-            new_master_key_id: primary.id.clone(),
-            new_wrapped: self.wrap(primary, record.tenant_id, record.id, &material)?,
-        })
+        let rewrap = self.unwrap_material(record).and_then(|material| {
+            let primary = &self.keys[0];
+            Ok(Rewrap {
+                id: record.id,
+                tenant_id: record.tenant_id,
+                old_wrapped: record.wrapped.clone(),
+                new_master_key_id: primary.id.clone(),
+                new_wrapped: self.wrap(primary, record.tenant_id, record.id, &material)?,
+            })
+        });
+        metrics::record(Operation::Rewrap, rewrap)
     }
 
     fn wrap(

@@ -15,6 +15,7 @@ mod error;
 mod format;
 pub mod key_hash;
 mod keyring;
+mod metrics;
 pub mod rotation;
 pub mod session_token;
 pub mod standard_webhooks;

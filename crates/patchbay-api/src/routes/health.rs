@@ -1,11 +1,15 @@
 //! Liveness, readiness and Prometheus metrics: what orchestrators and
 //! scrapers call, without credentials.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+
+use patchbay_core::StoreError;
 use patchbay_core::store::Backend;
 use serde::Serialize;
 
@@ -37,11 +41,18 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
+/// How long `/readyz` waits for the database: well under an orchestrator's
+/// probe timeout (Kubernetes: 1 s by default, often raised), and far shorter
+/// than the pool's acquire timeout, so an unreachable database answers 503
+/// promptly. Each check asks the pool afresh, so readiness returns by itself
+/// once the database answers again (the pool replaces broken connections).
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Readiness
 ///
-/// The process can serve: its database answers. Use it as a readiness probe (the Docker
-/// image's HEALTHCHECK calls it); 503 while the database does not answer. No
-/// credentials.
+/// The process can serve: its database answers within two seconds. Use it as a
+/// readiness probe (the Docker image's HEALTHCHECK calls it); 503 while the
+/// database does not answer, back to 200 by itself once it does. No credentials.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "Ready", body = Health, example = super::examples::ready),
@@ -52,7 +63,15 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
     };
-    match state.store.ping().await {
+    let answer = tokio::time::timeout(READINESS_TIMEOUT, state.store.ping())
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                READINESS_TIMEOUT.as_millis()
+            )))
+        });
+    match answer {
         Ok(()) => Ok(Json(Health {
             status: "ready",
             database: Some(database),
@@ -71,9 +90,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus metrics
 ///
-/// Request counts and latencies by method, route template and status, open and closed
-/// client connections, job and delivery counters. Labels come from closed sets and
-/// never carry ids or secrets. No credentials; expose it to your scraper only.
+/// Requests by route and status with latencies, Stripe calls, retries and
+/// rate-limiter waits, vault operations, jobs, webhook deliveries and database
+/// pools (see the README's table). Labels come from closed sets and never carry
+/// ids, paths or secrets. No credentials; expose it to your scraper only.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses(
         (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String, example = super::examples::metrics),

@@ -1,6 +1,7 @@
 //! Work that runs beside the HTTP server: flushing API-key last-use times,
-//! metrics upkeep, and the job worker ([`super::jobs`]), which re-validates
-//! connections and destroys replaced keys whose grace period ended.
+//! metrics upkeep (with the gauges read from the store), and the job worker
+//! ([`super::jobs`]), which re-validates connections and destroys replaced
+//! keys whose grace period ended.
 
 use std::time::Duration;
 
@@ -67,13 +68,18 @@ async fn flush_usage(state: AppState, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// Folds recorded samples into the exporter's histograms; without it they pile
-/// up between scrapes.
+/// Folds recorded samples into the exporter's histograms (without it they
+/// pile up between scrapes) and refreshes the gauges read from the store
+/// (jobs, deliveries, pools), at once and then every few seconds.
 async fn metrics_upkeep(state: AppState, mut stopped: watch::Receiver<bool>) {
     let Some(handle) = state.metrics.clone() else {
         return;
     };
     loop {
+        tokio::select! {
+            () = super::store_metrics::refresh(&state) => {}
+            _ = stopped.changed() => return,
+        }
         tokio::select! {
             _ = tokio::time::sleep(METRICS_UPKEEP_EVERY) => handle.run_upkeep(),
             _ = stopped.changed() => return,

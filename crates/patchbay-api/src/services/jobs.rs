@@ -229,12 +229,14 @@ async fn run_one(state: AppState, claimed: ClaimedJob) {
     let ClaimedJob { job, lease_token } = claimed;
     let state = &state;
     debug!(job = %job.id, kind = %job.kind, attempt = job.attempts, "running job");
+    super::store_metrics::job_started(&job.kind);
     if job.kind == kinds::WEBHOOK_DELIVER {
         // A delivery records its attempt and its outcome in one transaction.
         super::deliveries::run(state, &job, lease_token).await;
         return;
     }
     let outcome = dispatch(state, &job).await;
+    super::store_metrics::job_finished(&job.kind, &outcome);
     if let JobOutcome::Retry { error, .. } | JobOutcome::Dead { error } = &outcome {
         warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %error, "job attempt failed");
     }

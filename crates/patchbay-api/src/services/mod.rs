@@ -21,6 +21,7 @@ pub mod platforms;
 pub mod proxy;
 mod quotas;
 pub mod settings;
+pub mod store_metrics;
 pub mod subscriptions;
 pub mod tenants;
 mod test_call;

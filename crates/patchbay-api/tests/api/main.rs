@@ -15,6 +15,7 @@ mod openapi;
 mod postgres;
 mod proxy;
 mod quotas;
+mod readiness;
 mod redaction;
 mod rotation_account;
 mod secrets;

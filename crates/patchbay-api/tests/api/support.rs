@@ -85,28 +85,32 @@ impl TestApp {
             .unwrap();
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
-        Some(Self::build_on(Some(url), tweak, |_| {}).await)
+        Some(Self::build_on(Some(url), &Default::default(), tweak, |_| {}).await)
+    }
+
+    /// The app on the store at `url` (already prepared), with `pool` settings.
+    pub async fn on_store(url: &str, pool: &patchbay_store::PoolSettings) -> Self {
+        Self::build_on(Some(url.to_owned()), pool, |_| {}, |_| {}).await
     }
 
     pub async fn build(
         tweak: impl FnOnce(&mut ApiConfig),
         client: impl FnOnce(&mut ClientConfig),
     ) -> Self {
-        Self::build_on(None, tweak, client).await
+        Self::build_on(None, &Default::default(), tweak, client).await
     }
 
     /// The app on the store at `url`, or on SQLite in a temporary directory.
     async fn build_on(
         url: Option<String>,
+        pool: &patchbay_store::PoolSettings,
         tweak: impl FnOnce(&mut ApiConfig),
         client: impl FnOnce(&mut ClientConfig),
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url =
             url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("patchbay.db").display()));
-        let store = patchbay_store::open(&url, &Default::default(), true)
-            .await
-            .unwrap();
+        let store = patchbay_store::open(&url, pool, true).await.unwrap();
         let keyring = Keyring::parse(&generate_master_key("k1").unwrap()).unwrap();
         verify_keyring_against_store(&keyring, store.as_ref())
             .await

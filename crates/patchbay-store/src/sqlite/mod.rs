@@ -14,6 +14,7 @@ use std::time::Duration;
 use patchbay_core::StoreError;
 use patchbay_core::job::ClaimRequest;
 use patchbay_core::sealed::Rewrap;
+use patchbay_core::stats::PoolStats;
 use patchbay_core::store::{Backend, StoreResult};
 use sqlx::Sqlite;
 use sqlx::sqlite::{
@@ -77,6 +78,21 @@ impl SqliteStore {
     /// The single writer, for one write statement.
     pub(crate) fn writer(&self) -> &SqlitePool {
         &self.write
+    }
+
+    /// Dialect: the single writer's pool and the reader connections (which,
+    /// for an in-memory database, are the writer's).
+    pub(crate) fn pools(&self) -> Vec<PoolStats> {
+        let writer = PoolStats {
+            pool: "writer",
+            size: self.write.size(),
+            idle: u32::try_from(self.write.num_idle()).unwrap_or(u32::MAX),
+            max: 1,
+        };
+        match self.read.stats() {
+            Some(reader) => vec![writer, reader],
+            None => vec![writer],
+        }
     }
 
     /// Dialect: closing means the held readers and the writer.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use patchbay_core::StoreError;
+use patchbay_core::stats::PoolStats;
 use patchbay_core::store::StoreResult;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -89,6 +90,33 @@ impl Readers {
         MutexGuard::try_map(guard, Option::as_mut)
             .map(Reader::Held)
             .map_err(|_| StoreError::Unavailable("the store is closed".into()))
+    }
+
+    /// The held connections, open and free at this moment; `None` when reads
+    /// share the writer's pool.
+    pub(super) fn stats(&self) -> Option<PoolStats> {
+        let Self::Held(held) = self else {
+            return None;
+        };
+        let mut size = 0;
+        let mut idle = 0;
+        for slot in &held.connections {
+            match slot.try_lock() {
+                Ok(guard) if guard.is_some() => {
+                    size += 1;
+                    idle += 1;
+                }
+                Ok(_) => {}
+                // Locked: in use (a closed slot is only locked while closing).
+                Err(_) => size += 1,
+            }
+        }
+        Some(PoolStats {
+            pool: "reader",
+            size,
+            idle,
+            max: u32::try_from(held.connections.len()).unwrap_or(u32::MAX),
+        })
     }
 
     /// Closes every held connection; later reads fail as unavailable.

@@ -8,6 +8,7 @@ mod fault_stripe;
 mod faults;
 mod jobs;
 mod logs;
+mod metrics_families;
 mod metrics_labels;
 // The same PostgreSQL gate as the API tests (one file, two test binaries).
 #[path = "../../../patchbay-api/tests/api/postgres.rs"]

@@ -81,7 +81,27 @@ async fn junk_methods_and_paths_add_no_metric_series() {
         format!("{} /api/v1/{}", junk(4, 20), junk(5, 40)),
     ];
     assert_eq!(pipelined(&server, first).await, 4);
-    series(&http, &server).await;
+    // Series that come on their own shortly after start-up: the gauges read
+    // from the store and the first runs of the recurring jobs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, text) = series(&http, &server).await;
+        if ["patchbay_db_pool_connections{", "patchbay_jobs{"]
+            .iter()
+            .chain(&[
+                "patchbay_jobs_finished_total{kind=\"keys.purge_previous\"",
+                "patchbay_jobs_finished_total{kind=\"events.purge\"",
+            ])
+            .all(|family| text.contains(family))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "start-up series missing:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let (before, _) = series(&http, &server).await;
 
     for batch in 0..8 {
