@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use patchbay_core::Store;
+use patchbay_core::change_feed::ChangeFeed;
 use patchbay_core::store::AuditStore;
 use patchbay_stripe::StripeClient;
 use patchbay_vault::api_token::token_digest;
@@ -17,6 +18,7 @@ use crate::auth::KeyVerifier;
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::HttpMetrics;
 use crate::services::audit_log::{AuditLog, AuditLogSettings};
+use crate::services::invalidation::{InvalidationBus, channel_name};
 use crate::services::jobs::{JobSettings, JobWakeup};
 use crate::services::webhook_sender::{OutboundPolicy, WebhookSender};
 
@@ -105,6 +107,12 @@ pub struct ApiConfig {
     pub audit_log: AuditLogSettings,
     /// Webhooks in and out.
     pub webhooks: WebhookSettings,
+    /// The channel between replicas that carries cache invalidations
+    /// (PostgreSQL or Redis); `None`: this process alone.
+    pub change_feed: Option<Arc<dyn ChangeFeed>>,
+    /// Prefix of the invalidation channel's name, so deployments (or tests)
+    /// sharing one PostgreSQL or Redis do not hear each other.
+    pub channel_prefix: String,
 }
 
 impl Default for ApiConfig {
@@ -125,6 +133,8 @@ impl Default for ApiConfig {
             clock: Arc::new(SystemClock),
             audit_log: AuditLogSettings::default(),
             webhooks: WebhookSettings::default(),
+            change_feed: None,
+            channel_prefix: "patchbay".into(),
         }
     }
 }
@@ -151,7 +161,9 @@ pub struct Inner {
     /// Stripe.
     pub stripe: StripeClient,
     /// Tenant API-key verification with its cache.
-    pub keys: KeyVerifier,
+    pub keys: Arc<KeyVerifier>,
+    /// Tells every replica's caches what changed.
+    pub invalidation: Arc<InvalidationBus>,
     /// SHA-256 of the platform admin token, if one is configured.
     admin_digest: Option<[u8; 32]>,
     /// Settings.
@@ -195,8 +207,8 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Assembles the state and starts the audit log's writer (so it must
-    /// run inside a tokio runtime).
+    /// Assembles the state and starts the audit log's writer and the
+    /// invalidation listener (so it must run inside a tokio runtime).
     pub fn new(
         store: Arc<dyn Store>,
         keyring: Arc<Keyring>,
@@ -205,7 +217,17 @@ impl AppState {
         config: ApiConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
-        let keys = KeyVerifier::new(store.clone(), config.clock.clone(), config.key_cache_ttl);
+        let keys = Arc::new(KeyVerifier::new(
+            store.clone(),
+            config.clock.clone(),
+            config.key_cache_ttl,
+        ));
+        let invalidation = InvalidationBus::new(
+            config.change_feed.clone(),
+            channel_name(&config.channel_prefix),
+        );
+        invalidation.register(keys.clone());
+        invalidation.start();
         let audit_store: Arc<dyn AuditStore> = store.clone();
         let audit_log = AuditLog::spawn(audit_store, config.audit_log.clone());
         let delivery_recorder =
@@ -215,6 +237,7 @@ impl AppState {
         Self(Arc::new(Inner {
             admin_digest: admin_token.map(|t| token_digest(t.expose_secret())),
             keys,
+            invalidation,
             store,
             keyring,
             stripe,

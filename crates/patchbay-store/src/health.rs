@@ -1,5 +1,5 @@
 //! The `Store` trait's own methods (both engines): which engine, whether it
-//! answers, migrations and closing.
+//! answers, migrations, closing and its broadcast channel between replicas.
 
 use async_trait::async_trait;
 use patchbay_core::StoreError;
@@ -32,6 +32,10 @@ for_each_engine! {
 
         async fn close(&self) {
             self.close_connections().await;
+        }
+
+        fn change_feed(&self) -> Option<std::sync::Arc<dyn patchbay_core::change_feed::ChangeFeed>> {
+            self.feed()
         }
     }
 }

@@ -26,6 +26,7 @@ use serde_json::json;
 use super::credentials::secret_context;
 pub use super::credentials::{Credential, OpenedConnection, open};
 use super::error::ServiceError;
+use super::invalidation::Invalidation;
 use super::quotas;
 use super::test_call::{self, Budget, Verdict};
 use super::{CAS_ATTEMPTS, next_updated_at};
@@ -377,6 +378,8 @@ pub async fn delete(
         }
         super::oauth::Disconnect::Deleted
     };
+    // Deleted, or revoking (no more calls through it) either way.
+    connection_changed(state, tenant, id).await;
     match &outcome {
         super::oauth::Disconnect::Deleted => {
             super::events::emit_connection(state, types::CONNECTION_DELETED, &current, json!({}))
@@ -431,8 +434,21 @@ pub async fn mark_revoked(
     else {
         return Ok(false);
     };
+    connection_changed(state, tenant, id).await;
     super::events::emit_status_change(state, &before, &after).await;
     Ok(true)
+}
+
+/// Tells every replica that a connection's secrets or status changed, so
+/// credentials they may have cached for it are read again.
+pub(crate) async fn connection_changed(state: &AppState, tenant: TenantId, id: ConnectionId) {
+    state
+        .invalidation
+        .publish(Invalidation::Connection {
+            tenant_id: tenant,
+            connection_id: id,
+        })
+        .await;
 }
 
 /// Why a validation runs.
@@ -633,9 +649,11 @@ pub async fn rotate(
             "account_change": account_change,
         }),
     );
-    state
+    let rotated = state
         .store
         .rotate_connection_secret(tenant, id, &rotation, &event)
         .await?
-        .ok_or_else(|| not_found(id))
+        .ok_or_else(|| not_found(id))?;
+    connection_changed(state, tenant, id).await;
+    Ok(rotated)
 }

@@ -27,7 +27,7 @@ use serde_json::json;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::connections::store_error;
+use super::connections::{connection_changed, store_error};
 use super::credentials::{
     Credential, OpenedPlatform, open, open_platform, platform_missing, secret_context,
 };
@@ -604,6 +604,7 @@ async fn store_grant(
                     "The connection changed during the callback; start again.",
                 )
             })?;
+        connection_changed(state, tenant, existing.id).await;
         return Ok(Connected {
             connection,
             created: false,
@@ -874,7 +875,7 @@ async fn refresh_leased(
             "stripe_account_id": grant.account, "scope": scope,
         }),
     );
-    state
+    let refreshed = state
         .store
         .apply_grant(tenant, id, &update, &event)
         .await?
@@ -883,7 +884,9 @@ async fn refresh_leased(
                 "refresh_conflict",
                 "The refresh took longer than its lease and another one replaced the tokens; read the connection again.",
             )
-        })
+        })?;
+    connection_changed(state, tenant, id).await;
+    Ok(refreshed)
 }
 
 /// The error for calls through a connection being disconnected.
@@ -1067,6 +1070,7 @@ pub async fn run_deauthorize_job(
         .await
         .map_err(|e| e.to_string())?;
     if deleted {
+        connection_changed(state, tenant, conn.id).await;
         super::events::emit_connection(
             state,
             patchbay_core::webhook::types::CONNECTION_DELETED,

@@ -11,6 +11,7 @@ use patchbay_core::{Metadata, Page, PageRequest, TenantId};
 use serde_json::json;
 
 use super::error::ServiceError;
+use super::invalidation::Invalidation;
 use super::{CAS_ATTEMPTS, next_updated_at};
 use crate::auth::AuditContext;
 use crate::state::AppState;
@@ -123,7 +124,10 @@ pub async fn update(
         {
             Updated::Applied(tenant) => {
                 if tenant.status != TenantStatus::Active {
-                    state.keys.invalidate_tenant(id);
+                    state
+                        .invalidation
+                        .publish(Invalidation::Tenant { tenant_id: id })
+                        .await;
                 }
                 return Ok(tenant);
             }
@@ -147,6 +151,9 @@ pub async fn delete(
     if !state.store.delete_tenant(id, &event).await? {
         return Err(ServiceError::not_found("tenant", &id.to_string()));
     }
-    state.keys.invalidate_tenant(id);
+    state
+        .invalidation
+        .publish(Invalidation::Tenant { tenant_id: id })
+        .await;
     Ok(())
 }
