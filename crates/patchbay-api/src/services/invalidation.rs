@@ -165,6 +165,8 @@ impl InvalidationBus {
         match tokio::time::timeout(PUBLISH_TIMEOUT, feed.publish(&self.channel, &payload)).await {
             Ok(Ok(())) => {
                 self.counters.published.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("patchbay_invalidations_total", "direction" => "published")
+                    .increment(1);
             }
             Ok(Err(e)) => warn!(
                 transport = feed.transport(), error = %e, ?what,
@@ -202,6 +204,7 @@ impl InvalidationBus {
         if slot.is_some() {
             return;
         }
+        metrics::gauge!("patchbay_invalidation_listening").set(0.0);
         let task = tokio::spawn(listen(
             Arc::downgrade(self),
             feed,
@@ -214,6 +217,7 @@ impl InvalidationBus {
     /// Handles one message from the feed.
     fn receive(&self, payload: &str) {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("patchbay_invalidations_total", "direction" => "received").increment(1);
         match serde_json::from_str::<Invalidation>(payload) {
             Ok(what) => {
                 debug!(?what, "invalidation received");
@@ -250,6 +254,7 @@ async fn listen(
                 strong.apply_all();
                 strong.counters.resyncs.fetch_add(1, Ordering::Relaxed);
                 strong.listening.store(true, Ordering::Release);
+                metrics::gauge!("patchbay_invalidation_listening").set(1.0);
                 info!(transport = feed.transport(), %channel, "listening for other replicas' changes");
                 drop(strong);
                 backoff = first;
@@ -257,6 +262,7 @@ async fn listen(
                 let lost = pump(&bus, subscription).await;
                 let Some(strong) = bus.upgrade() else { return };
                 strong.listening.store(false, Ordering::Release);
+                metrics::gauge!("patchbay_invalidation_listening").set(0.0);
                 drop(strong);
                 warn!(
                     transport = feed.transport(), error = %lost,

@@ -10,6 +10,8 @@ mod metrics_labels;
 #[path = "../../../patchbay-api/tests/api/postgres.rs"]
 mod postgres;
 mod proxy_memory;
+mod redis;
+mod replicas;
 mod rotation_crash;
 mod shutdown;
 mod slow_clients;
