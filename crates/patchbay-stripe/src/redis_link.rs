@@ -28,12 +28,8 @@ impl std::fmt::Debug for RedisLink {
 impl RedisLink {
     /// A link to `url` (`redis://host:port/db`); nothing is opened yet.
     pub fn open(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| {
-            format!(
-                "PATCHBAY_REDIS_URL is not usable: {}",
-                format!("{:?}", e.kind())
-            )
-        })?;
+        let client = redis::Client::open(url)
+            .map_err(|e| format!("PATCHBAY_REDIS_URL is not usable: {:?}", e.kind()))?;
         Ok(Self {
             client,
             connection: tokio::sync::Mutex::new(None),

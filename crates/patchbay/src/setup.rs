@@ -288,7 +288,6 @@ pub fn stripe_client(
             test: settings.stripe_rate_limit_test,
             ..Limits::default()
         },
-        ..ClientConfig::default()
     };
     match redis {
         Some(link) => {
