@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use patchbay_core::change_feed::ChangeFeed;
 use patchbay_core::store::AuditStore;
 use patchbay_core::{ConnectionId, Store, TenantId};
 use patchbay_stripe::StripeClient;
@@ -18,6 +19,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::metrics::HttpMetrics;
 use crate::services::audit_log::{AuditLog, AuditLogSettings};
 use crate::services::credential_cache::CredentialCache;
+use crate::services::invalidation::{Invalidation, InvalidationBus, channel_name};
 use crate::services::jobs::{JobSettings, JobWakeup};
 use crate::services::permission_memo::PermissionMemo;
 use crate::services::webhook_sender::{OutboundPolicy, WebhookSender};
@@ -110,6 +112,12 @@ pub struct ApiConfig {
     pub audit_log: AuditLogSettings,
     /// Webhooks in and out.
     pub webhooks: WebhookSettings,
+    /// The channel between replicas that carries cache invalidations
+    /// (PostgreSQL or Redis); `None`: this process alone.
+    pub change_feed: Option<Arc<dyn ChangeFeed>>,
+    /// Prefix of the invalidation channel's name, so deployments (or tests)
+    /// sharing one PostgreSQL or Redis do not hear each other.
+    pub channel_prefix: String,
 }
 
 impl Default for ApiConfig {
@@ -131,6 +139,8 @@ impl Default for ApiConfig {
             clock: Arc::new(SystemClock),
             audit_log: AuditLogSettings::default(),
             webhooks: WebhookSettings::default(),
+            change_feed: None,
+            channel_prefix: "patchbay".into(),
         }
     }
 }
@@ -160,7 +170,9 @@ pub struct Inner {
     /// Stripe.
     pub stripe: StripeClient,
     /// Tenant API-key verification with its cache.
-    pub keys: KeyVerifier,
+    pub keys: Arc<KeyVerifier>,
+    /// Tells every replica's caches what changed.
+    pub invalidation: Arc<InvalidationBus>,
     /// SHA-256 of the platform admin token, if one is configured.
     admin_digest: Option<[u8; 32]>,
     /// Settings.
@@ -178,7 +190,7 @@ pub struct Inner {
     /// Records delivery attempts in batches (group commit).
     pub delivery_recorder: crate::services::delivery_recorder::DeliveryRecorder,
     /// Connections recently opened by the proxy and actions.
-    pub credential_cache: CredentialCache,
+    pub credential_cache: Arc<CredentialCache>,
     /// Restricted-key permissions recently recorded by actions.
     pub permission_memo: PermissionMemo,
     /// Webhook endpoints recently read by the intake.
@@ -208,8 +220,8 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Assembles the state and starts the audit log's writer (so it must
-    /// run inside a tokio runtime).
+    /// Assembles the state and starts the audit log's writer and the
+    /// invalidation listener (so it must run inside a tokio runtime).
     pub fn new(
         store: Arc<dyn Store>,
         keyring: Arc<Keyring>,
@@ -218,9 +230,22 @@ impl AppState {
         config: ApiConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
-        let credential_cache =
-            CredentialCache::new(config.connection_cache_ttl, CREDENTIAL_CACHE_CAPACITY);
-        let keys = KeyVerifier::new(store.clone(), config.clock.clone(), config.key_cache_ttl);
+        let credential_cache = Arc::new(CredentialCache::new(
+            config.connection_cache_ttl,
+            CREDENTIAL_CACHE_CAPACITY,
+        ));
+        let keys = Arc::new(KeyVerifier::new(
+            store.clone(),
+            config.clock.clone(),
+            config.key_cache_ttl,
+        ));
+        let invalidation = InvalidationBus::new(
+            config.change_feed.clone(),
+            channel_name(&config.channel_prefix),
+        );
+        invalidation.register(keys.clone());
+        invalidation.register(credential_cache.clone());
+        invalidation.start();
         let audit_store: Arc<dyn AuditStore> = store.clone();
         let audit_log = AuditLog::spawn(audit_store, config.audit_log.clone());
         let delivery_recorder =
@@ -230,6 +255,7 @@ impl AppState {
         Self(Arc::new(Inner {
             admin_digest: admin_token.map(|t| token_digest(t.expose_secret())),
             keys,
+            invalidation,
             store,
             keyring,
             stripe,
@@ -247,17 +273,25 @@ impl AppState {
         }))
     }
 
-    /// A connection changed (credential, status, record, deletion): calls
-    /// stop using what was opened before.
-    pub fn connection_changed(&self, tenant: TenantId, id: ConnectionId) {
-        self.credential_cache.invalidate(tenant, id);
+    /// A connection changed (credential, status, record, deletion): calls on
+    /// every replica stop using what was opened before (on this one at once).
+    pub async fn connection_changed(&self, tenant: TenantId, id: ConnectionId) {
         self.permission_memo.forget(id);
+        self.invalidation
+            .publish(Invalidation::Connection {
+                tenant_id: tenant,
+                connection_id: id,
+            })
+            .await;
     }
 
     /// Something every connection of a tenant depends on changed (its
-    /// Connect platform, the tenant itself).
-    pub fn tenant_connections_changed(&self, tenant: TenantId) {
-        self.credential_cache.invalidate_tenant(tenant);
+    /// Connect platform, the tenant's status, the tenant itself): every
+    /// replica forgets the tenant's opened connections and verified keys.
+    pub async fn tenant_changed(&self, tenant: TenantId) {
+        self.invalidation
+            .publish(Invalidation::Tenant { tenant_id: tenant })
+            .await;
     }
 
     /// Whether `token` is the admin token (constant time).

@@ -4,6 +4,7 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod change_feed;
 pub mod connect;
 pub mod connection;
 pub mod error;

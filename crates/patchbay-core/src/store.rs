@@ -716,4 +716,9 @@ pub trait Store:
     async fn migrate(&self) -> StoreResult<()>;
     /// Closes the pool, waiting for connections to return.
     async fn close(&self);
+    /// The database's own broadcast channel between replicas, where it has
+    /// one (PostgreSQL's `LISTEN/NOTIFY`); `None` for an embedded database.
+    fn change_feed(&self) -> Option<std::sync::Arc<dyn crate::change_feed::ChangeFeed>> {
+        None
+    }
 }

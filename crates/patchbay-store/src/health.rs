@@ -1,6 +1,6 @@
 //! The `Store` trait's own methods (both engines): which engine, whether it
 //! answers, what work waits in it and how its pools are used (for metrics),
-//! migrations and closing.
+//! migrations, closing and its broadcast channel between replicas.
 
 use async_trait::async_trait;
 use patchbay_core::StoreError;
@@ -70,6 +70,10 @@ for_each_engine! {
 
         async fn close(&self) {
             self.close_connections().await;
+        }
+
+        fn change_feed(&self) -> Option<std::sync::Arc<dyn patchbay_core::change_feed::ChangeFeed>> {
+            self.feed()
         }
     }
 }

@@ -27,6 +27,7 @@
 
 mod engine;
 mod error;
+mod notify;
 mod page;
 mod postgres;
 mod rows;

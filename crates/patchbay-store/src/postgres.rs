@@ -70,6 +70,16 @@ impl PostgresStore {
         }]
     }
 
+    /// Dialect: `LISTEN/NOTIFY` carries messages between replicas (see
+    /// [`crate::notify`]).
+    pub(crate) fn feed(
+        &self,
+    ) -> Option<std::sync::Arc<dyn patchbay_core::change_feed::ChangeFeed>> {
+        Some(std::sync::Arc::new(crate::notify::PgChangeFeed::new(
+            self.pool.clone(),
+        )))
+    }
+
     /// Closes the pool, waiting for connections to return.
     pub(crate) async fn close_connections(&self) {
         self.pool.close().await;

@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::form;
 use crate::metrics::{self, RetryReason, Via};
-use crate::rate_limit::{Limits, RateClass, RateLimiter};
+use crate::rate_limit::{Limiter, Limits, RateClass, RateLimiter};
 use crate::redact::{Redacted, redact};
 use crate::request::{Body, StripeRequest};
 use crate::retry::RetryPolicy;
@@ -67,7 +67,7 @@ struct Inner {
     /// per-read idle timeout instead.
     streaming: reqwest::Client,
     config: ClientConfig,
-    limiter: RateLimiter,
+    limiter: Arc<dyn Limiter>,
 }
 
 /// Which rate-limit bucket a call draws from: a connection id and its mode.
@@ -80,8 +80,18 @@ pub struct RateKey<'a> {
 }
 
 impl StripeClient {
-    /// Builds the client. Fails only if the TLS stack cannot initialise.
+    /// Builds the client, rate limiting in this process. Fails only if the
+    /// TLS stack cannot initialise.
     pub fn new(config: ClientConfig) -> Result<Self, StripeError> {
+        let limiter = Arc::new(RateLimiter::new(config.limits));
+        Self::with_limiter(config, limiter)
+    }
+
+    /// Builds the client with `limiter` (one shared by the replicas, say).
+    pub fn with_limiter(
+        config: ClientConfig,
+        limiter: Arc<dyn Limiter>,
+    ) -> Result<Self, StripeError> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
@@ -112,7 +122,7 @@ impl StripeClient {
             inner: Arc::new(Inner {
                 http,
                 streaming,
-                limiter: RateLimiter::new(config.limits),
+                limiter,
                 config,
             }),
         })

@@ -13,7 +13,9 @@ mod metrics;
 pub mod oauth;
 pub mod proxy;
 mod rate_limit;
+pub mod rate_limit_redis;
 mod redact;
+pub mod redis_link;
 mod request;
 mod response;
 mod retry;
@@ -28,7 +30,7 @@ pub use account::{
 pub use client::{ClientConfig, RateKey, StripeClient};
 pub use error::{ApiErrorBody, StripeError};
 pub use keys::{KeyError, KeyKind, StripeKey, hint};
-pub use rate_limit::{Limits, RateClass};
+pub use rate_limit::{Limiter, Limits, RateClass, RateLimiter};
 pub use redact::{Redacted, redact};
 pub use request::{Body, StripeRequest};
 pub use response::StripeResponse;

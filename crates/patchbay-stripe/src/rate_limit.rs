@@ -6,12 +6,26 @@
 //! than one window after the request `limit` places before it, so no window of
 //! that length ever holds more than `limit` starts. Slots are handed out in
 //! arrival order, so waiting callers are served first come, first served.
+//!
+//! This limiter counts for its own process; [`Limiter`] lets the client use
+//! one shared by every replica instead (see [`crate::rate_limit_redis`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::time::Instant;
+
+/// Hands out request slots under Stripe's limits; the client waits with it
+/// before each attempt and does not care where the counting happens.
+#[async_trait]
+pub trait Limiter: Send + Sync + std::fmt::Debug {
+    /// Waits for a slot for `key` (a connection, in one mode, reads or
+    /// writes apart). Fails at once, reserving nothing, when the slot is
+    /// further away than the limits' `max_wait`; the error says when to retry.
+    async fn acquire(&self, key: &str, livemode: bool, class: RateClass) -> Result<(), Duration>;
+}
 
 /// Requests per window for each mode and class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +61,23 @@ pub enum RateClass {
     Write,
 }
 
+/// The in-process sliding log (see the module documentation).
 #[derive(Debug, Default)]
-pub(crate) struct RateLimiter {
+pub struct RateLimiter {
     limits: Limits,
     logs: Mutex<HashMap<(String, bool, RateClass), VecDeque<Instant>>>,
 }
 
+#[async_trait]
+impl Limiter for RateLimiter {
+    async fn acquire(&self, key: &str, livemode: bool, class: RateClass) -> Result<(), Duration> {
+        self.wait_for_slot(key, livemode, class).await
+    }
+}
+
 impl RateLimiter {
-    pub(crate) fn new(limits: Limits) -> Self {
+    /// A limiter counting in this process.
+    pub fn new(limits: Limits) -> Self {
         Self {
             limits,
             logs: Mutex::new(HashMap::new()),
@@ -63,7 +86,7 @@ impl RateLimiter {
 
     /// Waits for a slot for `key`. Fails at once, reserving nothing, when the
     /// slot is further away than `max_wait`; the error says when to retry.
-    pub(crate) async fn acquire(
+    pub(crate) async fn wait_for_slot(
         &self,
         key: &str,
         livemode: bool,

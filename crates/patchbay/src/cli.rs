@@ -38,8 +38,16 @@ CONFIGURATION
   PATCHBAY_JOB_LEASE               how long a claimed job is reserved for its worker [5m]
   PATCHBAY_JOB_POLL                how often the job worker looks for due work [1s]
   PATCHBAY_JOB_BACKOFF             first retry delay of a failed job, doubling [10s]
-  PATCHBAY_KEY_CACHE_TTL           how long a verified API key is trusted (0 disables) [10s]
+  PATCHBAY_KEY_CACHE_TTL           how long a verified API key is trusted (0 disables); the
+                                   fallback bound when replicas cannot reach each other [10s]
   PATCHBAY_CONNECTION_CACHE_TTL    how long the proxy and actions reuse an opened connection (0 disables) [2s]
+  PATCHBAY_REDIS_URL(_FILE)        redis://host:6379/0 shared by the replicas: cache invalidations
+                                   (instead of PostgreSQL NOTIFY) and Stripe rate limits. Optional;
+                                   when Redis is down, local limits and the TTL apply []
+  PATCHBAY_REDIS_PREFIX            prefix of Redis keys and of the invalidation channel [patchbay]
+  PATCHBAY_STRIPE_RATE_LIMIT_LIVE  Stripe live-mode requests/s per connection, reads and writes
+                                   each (shared through Redis when set) [100]
+  PATCHBAY_STRIPE_RATE_LIMIT_TEST  the same in test mode [25]
   PATCHBAY_MAX_BODY_BYTES          largest request body [1048576]
   PATCHBAY_PROXY_MAX_BODY_BYTES    largest body the raw proxy forwards, uploads included [33554432]
   PATCHBAY_PROXY_FORWARD_HEADERS   extra caller headers the proxy forwards, comma-separated []

@@ -149,6 +149,18 @@ pub struct Settings {
     pub webhook_allowed_networks: String,
     /// The public base URL shown in webhook endpoints' `url`.
     pub public_url: Option<url::Url>,
+    /// Redis shared by the replicas (`redis://host:6379/0`): cache
+    /// invalidations and Stripe rate limits; none when absent.
+    pub redis_url: Option<SecretString>,
+    /// Prefix of Patchbay's Redis keys and of its invalidation channel
+    /// (Redis and PostgreSQL), so deployments sharing one do not collide.
+    pub redis_prefix: String,
+    /// Stripe live-mode requests per second per connection, each of reads and writes.
+    #[serde(deserialize_with = "number")]
+    pub stripe_rate_limit_live: u32,
+    /// Stripe test-mode requests per second per connection, each of reads and writes.
+    #[serde(deserialize_with = "number")]
+    pub stripe_rate_limit_test: u32,
 }
 
 #[derive(Serialize)]
@@ -194,6 +206,9 @@ struct Defaults {
     webhook_concurrency: usize,
     webhook_allow_insecure_loopback: &'static str,
     webhook_allowed_networks: &'static str,
+    redis_prefix: &'static str,
+    stripe_rate_limit_live: u32,
+    stripe_rate_limit_test: u32,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -238,14 +253,18 @@ const DEFAULTS: Defaults = Defaults {
     webhook_concurrency: 32,
     webhook_allow_insecure_loopback: "auto",
     webhook_allowed_networks: "",
+    redis_prefix: "patchbay",
+    stripe_rate_limit_live: 100,
+    stripe_rate_limit_test: 25,
 };
 
 /// Settings that may come from a file instead of a variable.
-const SECRET_FILES: [&str; 4] = [
+const SECRET_FILES: [&str; 5] = [
     "database_url",
     "master_keys",
     "admin_token",
     "session_signing_key",
+    "redis_url",
 ];
 
 /// Why the settings cannot be used. Messages name the setting, never its value.
@@ -419,11 +438,46 @@ impl Settings {
                 "PATCHBAY_WEBHOOK_TOLERANCE must be at least 1s, PATCHBAY_WEBHOOK_RETRY_BASE at least 100ms and at most PATCHBAY_WEBHOOK_RETRY_MAX, PATCHBAY_WEBHOOK_TIMEOUT and PATCHBAY_WEBHOOK_CONCURRENCY more than 0, PATCHBAY_EVENT_RETENTION at least 1m and PATCHBAY_WEBHOOK_MAX_BODY_BYTES at least 1024".into(),
             ));
         }
+        self.check_redis()?;
         if let Some(url) = &self.public_url
             && (!matches!(url.scheme(), "http" | "https") || url.query().is_some())
         {
             return Err(ConfigError::Invalid(
                 "PATCHBAY_PUBLIC_URL must be an http(s) URL such as https://patchbay.example.com"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Redis and the rate limits: a `redis://` URL (plain TCP), a short
+    /// prefix that is a valid channel name everywhere, limits above zero.
+    fn check_redis(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.redis_url {
+            use secrecy::ExposeSecret;
+            // The URL may hold a password: the message never quotes it.
+            let scheme_ok = url::Url::parse(url.expose_secret())
+                .is_ok_and(|u| u.scheme() == "redis" && u.host_str().is_some());
+            if !scheme_ok {
+                return Err(ConfigError::Invalid(
+                    "PATCHBAY_REDIS_URL must be a redis:// URL such as redis://127.0.0.1:6379/0"
+                        .into(),
+                ));
+            }
+        }
+        let prefix_ok = (1..=40).contains(&self.redis_prefix.len())
+            && self
+                .redis_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !prefix_ok {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_REDIS_PREFIX must be 1 to 40 letters, digits, '_', '-' or '.'".into(),
+            ));
+        }
+        if self.stripe_rate_limit_live == 0 || self.stripe_rate_limit_test == 0 {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_STRIPE_RATE_LIMIT_LIVE and PATCHBAY_STRIPE_RATE_LIMIT_TEST must be at least 1"
                     .into(),
             ));
         }
@@ -565,6 +619,38 @@ mod tests {
         assert_eq!(s.webhook_tolerance, Duration::from_secs(300));
         assert_eq!(s.event_retention, Duration::from_secs(30 * 86_400));
         assert_eq!(s.webhook_retry_window, Duration::from_secs(72 * 3600));
+        assert!(s.redis_url.is_none());
+        assert_eq!(s.redis_prefix, "patchbay");
+        assert_eq!(
+            (s.stripe_rate_limit_live, s.stripe_rate_limit_test),
+            (100, 25)
+        );
+    }
+
+    #[test]
+    fn redis_and_rate_limits_are_checked_without_echoing_the_url() {
+        let s = load(&[
+            ("PATCHBAY_REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0"),
+            ("PATCHBAY_REDIS_PREFIX", "pb_test-1"),
+            ("PATCHBAY_STRIPE_RATE_LIMIT_TEST", "5"),
+        ])
+        .unwrap();
+        assert!(s.redis_url.is_some());
+        assert_eq!(s.redis_prefix, "pb_test-1");
+        assert_eq!(s.stripe_rate_limit_test, 5);
+        let err = load(&[("PATCHBAY_REDIS_URL", "rediss://:hunter2@example.com")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PATCHBAY_REDIS_URL"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        for (name, value) in [
+            ("PATCHBAY_REDIS_PREFIX", "has space"),
+            ("PATCHBAY_REDIS_PREFIX", ""),
+            ("PATCHBAY_STRIPE_RATE_LIMIT_LIVE", "0"),
+        ] {
+            let err = load(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
     }
 
     #[test]

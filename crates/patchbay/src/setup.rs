@@ -8,12 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use patchbay_api::services::jobs::JobSettings;
+use patchbay_api::services::redis_feed::RedisChangeFeed;
 use patchbay_api::services::webhook_sender::OutboundPolicy;
 use patchbay_api::state::WebhookSettings;
 use patchbay_api::{ApiConfig, AppState};
 use patchbay_core::Store;
+use patchbay_core::change_feed::ChangeFeed;
 use patchbay_store::{PoolSettings, is_postgres_url};
-use patchbay_stripe::{ClientConfig, RetryPolicy, StripeClient};
+use patchbay_stripe::rate_limit_redis::RedisLimiter;
+use patchbay_stripe::redis_link::RedisLink;
+use patchbay_stripe::{ClientConfig, Limits, RetryPolicy, StripeClient};
 use patchbay_vault::api_token::generate_admin_token;
 use patchbay_vault::{Keyring, SessionSigner, generate_master_key, verify_keyring_against_store};
 use secrecy::{ExposeSecret, SecretString};
@@ -250,8 +254,26 @@ pub fn session_signer(settings: &Settings) -> Result<SessionSigner, SetupError> 
 }
 
 /// The Stripe client from settings.
-pub fn stripe_client(settings: &Settings) -> Result<StripeClient, SetupError> {
-    StripeClient::new(ClientConfig {
+/// The Redis shared by the replicas, when one is configured (nothing is
+/// opened yet: Redis may come up after Patchbay).
+pub fn redis_link(settings: &Settings) -> Result<Option<Arc<RedisLink>>, SetupError> {
+    settings
+        .redis_url
+        .as_ref()
+        .map(|url| {
+            RedisLink::open(url.expose_secret())
+                .map(Arc::new)
+                .map_err(fail)
+        })
+        .transpose()
+}
+
+/// The Stripe client; its rate limits are shared through Redis when `redis` is given.
+pub fn stripe_client(
+    settings: &Settings,
+    redis: Option<&Arc<RedisLink>>,
+) -> Result<StripeClient, SetupError> {
+    let config = ClientConfig {
         api_base: settings.stripe_api_base.clone(),
         connect_base: settings.stripe_connect_base.clone(),
         connect_timeout: settings.stripe_connect_timeout,
@@ -261,8 +283,19 @@ pub fn stripe_client(settings: &Settings) -> Result<StripeClient, SetupError> {
             max_retries: settings.stripe_max_retries,
             ..RetryPolicy::default()
         },
-        ..ClientConfig::default()
-    })
+        limits: Limits {
+            live: settings.stripe_rate_limit_live,
+            test: settings.stripe_rate_limit_test,
+            ..Limits::default()
+        },
+    };
+    match redis {
+        Some(link) => {
+            let limiter = RedisLimiter::new(link.clone(), &settings.redis_prefix, config.limits);
+            StripeClient::with_limiter(config, Arc::new(limiter))
+        }
+        None => StripeClient::new(config),
+    }
     .map_err(|e| fail(e.to_string()))
 }
 
@@ -313,6 +346,7 @@ pub fn api_config(settings: &Settings) -> ApiConfig {
             },
             public_url: settings.public_url.as_ref().map(|u| u.as_str().to_owned()),
         },
+        channel_prefix: settings.redis_prefix.clone(),
         ..ApiConfig::default()
     }
 }
@@ -327,10 +361,26 @@ pub async fn app_state(
     let keyring = keyring(settings)?;
     let admin = admin_token(settings)?;
     let signer = session_signer(settings)?;
-    let stripe = stripe_client(settings)?;
+    let redis = redis_link(settings)?;
+    let stripe = stripe_client(settings, redis.as_ref())?;
     let store = open_store(settings).await?;
     verify_keyring(&keyring, store.as_ref()).await?;
     let keyring = Arc::new(keyring);
+    // Redis carries the replicas' cache invalidations when configured, else
+    // the database does if it can (PostgreSQL); SQLite is one process.
+    let change_feed: Option<Arc<dyn ChangeFeed>> = match redis {
+        Some(link) => Some(Arc::new(RedisChangeFeed::new(link))),
+        None => store.change_feed(),
+    };
+    info!(
+        invalidation = change_feed.as_ref().map_or("in-process", |f| f.transport()),
+        rate_limits = if settings.redis_url.is_some() {
+            "redis"
+        } else {
+            "per replica"
+        },
+        "replica coordination"
+    );
     Ok(AppState::new(
         store,
         keyring,
@@ -338,6 +388,7 @@ pub async fn app_state(
         Some(&admin),
         ApiConfig {
             session_signer: Arc::new(signer),
+            change_feed,
             ..api_config(settings)
         },
         metrics,

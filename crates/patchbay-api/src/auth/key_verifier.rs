@@ -4,7 +4,9 @@
 //! needs throttling. A verified key is then trusted for a short TTL by comparing
 //! the SHA-256 of the whole presented token, which saves the database read.
 //! Revoking a key or disabling a tenant evicts it from this replica's cache at
-//! once; other replicas notice within the TTL. Keys stored before the digest
+//! once, and from the other replicas' through the invalidation bus
+//! ([`crate::services::invalidation`]), the TTL bounding it when the bus
+//! cannot deliver. Keys stored before the digest
 //! are checked with argon2id once and upgraded (see [`super::legacy_hash`]).
 
 use std::collections::HashMap;
@@ -24,6 +26,7 @@ use super::legacy_hash::LegacyHashes;
 use super::usage::UsageRecorder;
 use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::services::invalidation::{Invalidation, InvalidationHandler};
 
 /// Why a key was refused.
 #[derive(Debug)]
@@ -225,5 +228,24 @@ impl KeyVerifier {
         self.cache
             .write()
             .retain(|_, e| e.principal.tenant_id != tenant_id);
+    }
+
+    /// How many verified keys are cached.
+    pub fn cached_keys(&self) -> usize {
+        self.cache.read().len()
+    }
+}
+
+impl InvalidationHandler for KeyVerifier {
+    fn invalidate(&self, what: &Invalidation) {
+        match *what {
+            Invalidation::ApiKey { key_id, .. } => self.invalidate_key(key_id),
+            Invalidation::Tenant { tenant_id } => self.invalidate_tenant(tenant_id),
+            Invalidation::Connection { .. } => {}
+        }
+    }
+
+    fn invalidate_all(&self) {
+        self.cache.write().clear();
     }
 }

@@ -9,6 +9,7 @@ use patchbay_vault::ApiToken;
 use serde_json::json;
 
 use super::error::ServiceError;
+use super::invalidation::Invalidation;
 use crate::auth::AuditContext;
 use crate::state::AppState;
 
@@ -110,7 +111,8 @@ pub async fn list(
     Ok(state.store.list_api_keys(tenant, page).await?)
 }
 
-/// Revokes a key; it stops working on this replica immediately.
+/// Revokes a key; it stops working on this replica immediately and on the
+/// others as soon as the invalidation bus reaches them.
 pub async fn revoke(
     state: &AppState,
     ctx: &AuditContext,
@@ -123,6 +125,12 @@ pub async fn revoke(
         .revoke_api_key(tenant, id, now(), &event)
         .await?
         .ok_or_else(|| ServiceError::not_found("API key", &id.to_string()))?;
-    state.keys.invalidate_key(id);
+    state
+        .invalidation
+        .publish(Invalidation::ApiKey {
+            tenant_id: tenant,
+            key_id: id,
+        })
+        .await;
     Ok(key)
 }

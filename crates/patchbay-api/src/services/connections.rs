@@ -341,7 +341,7 @@ pub async fn update(
                 &event,
             )
             .await;
-        state.connection_changed(tenant, id);
+        state.connection_changed(tenant, id).await;
         let updated = updated.map_err(|e| store_error(e, details.external_id.as_deref()))?;
         match updated {
             Updated::Applied(c) => return Ok(c),
@@ -373,13 +373,13 @@ pub async fn delete(
             id,
             json!({"key_hint": current.key_hint}),
         );
-        let deleted = state.store.delete_connection(tenant, id, &event).await;
-        state.connection_changed(tenant, id);
-        if !deleted? {
+        if !state.store.delete_connection(tenant, id, &event).await? {
             return Err(not_found(id));
         }
         super::oauth::Disconnect::Deleted
     };
+    // Deleted, or revoking (no more calls through it) either way.
+    state.connection_changed(tenant, id).await;
     match &outcome {
         super::oauth::Disconnect::Deleted => {
             super::events::emit_connection(state, types::CONNECTION_DELETED, &current, json!({}))
@@ -431,7 +431,7 @@ pub async fn mark_revoked(
         .store
         .record_validation(tenant, id, &record, Some(&event))
         .await;
-    state.connection_changed(tenant, id);
+    state.connection_changed(tenant, id).await;
     let Some(after) = recorded? else {
         return Ok(false);
     };
@@ -491,7 +491,7 @@ pub async fn validate(
         .store
         .record_validation(tenant, id, &record, event.as_ref())
         .await;
-    state.connection_changed(tenant, id);
+    state.connection_changed(tenant, id).await;
     let recorded = recorded?.ok_or_else(|| not_found(id))?;
     super::events::emit_status_change(state, conn, &recorded).await;
     if trigger == Trigger::Request {
@@ -642,6 +642,6 @@ pub async fn rotate(
         .store
         .rotate_connection_secret(tenant, id, &rotation, &event)
         .await;
-    state.connection_changed(tenant, id);
+    state.connection_changed(tenant, id).await;
     rotated?.ok_or_else(|| not_found(id))
 }

@@ -3,9 +3,9 @@
 //!
 //! An entry lives at most the TTL (`PATCHBAY_CONNECTION_CACHE_TTL`, 2 s by
 //! default; zero turns the cache off). Every change to a connection, to a
-//! tenant's Connect platform or to a tenant drops the entries it touches on
-//! this replica at once ([`CredentialCache::invalidate`]); other replicas see
-//! the change within the TTL, or sooner through the invalidation bus.
+//! tenant's Connect platform or to a tenant is published on the invalidation
+//! bus, which drops the entries it touches on this replica at once and on the
+//! others as soon as they hear it (the TTL bounds it if they do not).
 //!
 //! A read racing a change must not put the old value back: each invalidation
 //! bumps a generation, and a value read before the bump is not stored.
@@ -25,6 +25,7 @@ use patchbay_core::connection::Connection;
 use patchbay_core::{ConnectionId, TenantId};
 
 use super::credentials::{Credential, Grant, OpenedConnection, OpenedPlatform};
+use super::invalidation::{Invalidation, InvalidationHandler};
 
 /// What a call through a connection needs: the record (status, mode, version
 /// pin) and the credential.
@@ -180,6 +181,23 @@ impl CredentialCache {
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl InvalidationHandler for CredentialCache {
+    fn invalidate(&self, what: &Invalidation) {
+        match *what {
+            Invalidation::Connection {
+                tenant_id,
+                connection_id,
+            } => CredentialCache::invalidate(self, tenant_id, connection_id),
+            Invalidation::Tenant { tenant_id } => self.invalidate_tenant(tenant_id),
+            Invalidation::ApiKey { .. } => {}
+        }
+    }
+
+    fn invalidate_all(&self) {
+        self.clear();
     }
 }
 

@@ -593,12 +593,10 @@ async fn store_grant(
                 "stripe_account_id": account, "scope": scope, "livemode": flow.livemode,
             }),
         );
-        let applied = state
+        let connection = state
             .store
             .apply_grant(tenant, existing.id, &update, &event)
-            .await;
-        state.connection_changed(tenant, existing.id);
-        let connection = applied
+            .await
             .map_err(|e| store_error(e, flow.external_id.as_deref()))?
             .ok_or_else(|| {
                 ServiceError::conflict(
@@ -606,6 +604,7 @@ async fn store_grant(
                     "The connection changed during the callback; start again.",
                 )
             })?;
+        state.connection_changed(tenant, existing.id).await;
         return Ok(Connected {
             connection,
             created: false,
@@ -876,14 +875,18 @@ async fn refresh_leased(
             "stripe_account_id": grant.account, "scope": scope,
         }),
     );
-    let applied = state.store.apply_grant(tenant, id, &update, &event).await;
-    state.connection_changed(tenant, id);
-    applied?.ok_or_else(|| {
+    let refreshed = state
+        .store
+        .apply_grant(tenant, id, &update, &event)
+        .await?
+        .ok_or_else(|| {
             ServiceError::conflict(
                 "refresh_conflict",
                 "The refresh took longer than its lease and another one replaced the tokens; read the connection again.",
             )
-        })
+        })?;
+    state.connection_changed(tenant, id).await;
+    Ok(refreshed)
 }
 
 /// The error for calls through a connection being disconnected.
@@ -931,7 +934,7 @@ pub async fn disconnect(
                    "reason": "another connection uses the account"}),
         );
         let deleted = state.store.delete_connection(tenant, id, &event).await;
-        state.connection_changed(tenant, id);
+        state.connection_changed(tenant, id).await;
         return if deleted? {
             Ok(Disconnect::Deleted)
         } else {
@@ -976,7 +979,7 @@ pub async fn disconnect(
                 }),
             );
             let deleted = state.store.delete_connection(tenant, id, &event).await;
-            state.connection_changed(tenant, id);
+            state.connection_changed(tenant, id).await;
             if deleted? {
                 Ok(Disconnect::Deleted)
             } else {
@@ -1011,7 +1014,7 @@ pub async fn disconnect(
                 .store
                 .mark_connection_revoking(tenant, id, &error, &job, &event)
                 .await;
-            state.connection_changed(tenant, id);
+            state.connection_changed(tenant, id).await;
             let updated =
                 updated?.ok_or_else(|| ServiceError::not_found("connection", &id.to_string()))?;
             Ok(Disconnect::Pending(Box::new(updated)))
@@ -1067,10 +1070,13 @@ pub async fn run_deauthorize_job(
         json!({"auth_method": "oauth", "stripe_account_id": account, "deauthorized": !shared}),
         None,
     );
-    let deleted = state.store.delete_connection(tenant, conn.id, &event).await;
-    state.connection_changed(tenant, conn.id);
-    let deleted = deleted.map_err(|e| e.to_string())?;
+    let deleted = state
+        .store
+        .delete_connection(tenant, conn.id, &event)
+        .await
+        .map_err(|e| e.to_string())?;
     if deleted {
+        state.connection_changed(tenant, conn.id).await;
         super::events::emit_connection(
             state,
             patchbay_core::webhook::types::CONNECTION_DELETED,

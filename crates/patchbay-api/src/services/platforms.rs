@@ -161,7 +161,7 @@ pub async fn put(
         .store
         .put_stripe_platform(&platform, data_key_record.id, &sealed, &event)
         .await;
-    state.tenant_connections_changed(tenant);
+    state.tenant_changed(tenant).await;
     put.map_err(|e| match e {
             StoreError::Conflict { field: "client_id" } => ServiceError::conflict(
                 "integration_in_use",
@@ -219,7 +219,7 @@ pub async fn delete(
         .store
         .delete_stripe_platforms(tenant, livemode, force, &event)
         .await;
-    state.tenant_connections_changed(tenant);
+    state.tenant_changed(tenant).await;
     match deleted? {
         PlatformDeletion::Deleted { .. } => Ok(()),
         PlatformDeletion::NotFound => Err(ServiceError::not_found(

@@ -123,8 +123,7 @@ pub async fn update(
         {
             Updated::Applied(tenant) => {
                 if tenant.status != TenantStatus::Active {
-                    state.keys.invalidate_tenant(id);
-                    state.tenant_connections_changed(id);
+                    state.tenant_changed(id).await;
                 }
                 return Ok(tenant);
             }
@@ -148,7 +147,6 @@ pub async fn delete(
     if !state.store.delete_tenant(id, &event).await? {
         return Err(ServiceError::not_found("tenant", &id.to_string()));
     }
-    state.keys.invalidate_tenant(id);
-    state.tenant_connections_changed(id);
+    state.tenant_changed(id).await;
     Ok(())
 }

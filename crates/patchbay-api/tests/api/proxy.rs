@@ -595,6 +595,7 @@ async fn the_next_call_after_a_change_uses_the_change_not_the_cached_credential(
     let reply = raw(&app, Method::GET, &url, &headers, Body::empty()).await;
     assert_eq!(reply.status, 404, "{}", reply.text);
     assert_eq!(assert_envelope(&reply), "resource_missing");
+}
 
 #[tokio::test]
 async fn a_multipart_body_without_a_boundary_is_refused_before_anything_is_sent() {

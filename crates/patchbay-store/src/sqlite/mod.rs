@@ -101,6 +101,14 @@ impl SqliteStore {
         self.write.close().await;
     }
 
+    /// Dialect: one process owns an embedded database, so there are no
+    /// other replicas to tell about changes.
+    pub(crate) fn feed(
+        &self,
+    ) -> Option<std::sync::Arc<dyn patchbay_core::change_feed::ChangeFeed>> {
+        None
+    }
+
     /// Dialect: a write transaction takes the write lock at once (`BEGIN
     /// IMMEDIATE`), so it never fails half-way on a lock upgrade.
     pub(crate) async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {

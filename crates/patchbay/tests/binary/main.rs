@@ -15,6 +15,8 @@ mod metrics_labels;
 mod postgres;
 mod postgres_restart;
 mod proxy_memory;
+mod redis;
+mod replicas;
 mod rotation_crash;
 mod shutdown;
 mod slow_clients;
