@@ -19,6 +19,7 @@ use crate::metrics::HttpMetrics;
 use crate::services::audit_log::{AuditLog, AuditLogSettings};
 use crate::services::jobs::{JobSettings, JobWakeup};
 use crate::services::webhook_sender::{OutboundPolicy, WebhookSender};
+use crate::tenant_limits::{TenantLimitSettings, TenantLimiter};
 
 /// Webhooks in (Stripe's signed events) and out (deliveries to tenants).
 #[derive(Debug, Clone)]
@@ -105,6 +106,9 @@ pub struct ApiConfig {
     pub audit_log: AuditLogSettings,
     /// Webhooks in and out.
     pub webhooks: WebhookSettings,
+    /// Per-tenant request rate and concurrent Stripe calls (the defaults;
+    /// the admin may set a tenant's own).
+    pub tenant_limits: TenantLimitSettings,
 }
 
 impl Default for ApiConfig {
@@ -125,6 +129,7 @@ impl Default for ApiConfig {
             clock: Arc::new(SystemClock),
             audit_log: AuditLogSettings::default(),
             webhooks: WebhookSettings::default(),
+            tenant_limits: TenantLimitSettings::default(),
         }
     }
 }
@@ -152,6 +157,8 @@ pub struct Inner {
     pub stripe: StripeClient,
     /// Tenant API-key verification with its cache.
     pub keys: KeyVerifier,
+    /// Per-tenant rate limits and Stripe concurrency.
+    pub tenant_limiter: TenantLimiter,
     /// SHA-256 of the platform admin token, if one is configured.
     admin_digest: Option<[u8; 32]>,
     /// Settings.
@@ -206,6 +213,13 @@ impl AppState {
         metrics: Option<PrometheusHandle>,
     ) -> Self {
         let keys = KeyVerifier::new(store.clone(), config.clock.clone(), config.key_cache_ttl);
+        // A tenant's limits are trusted as long as a verified key.
+        let tenant_limiter = TenantLimiter::new(
+            store.clone(),
+            config.clock.clone(),
+            config.tenant_limits.clone(),
+            config.key_cache_ttl,
+        );
         let audit_store: Arc<dyn AuditStore> = store.clone();
         let audit_log = AuditLog::spawn(audit_store, config.audit_log.clone());
         let delivery_recorder =
@@ -215,6 +229,7 @@ impl AppState {
         Self(Arc::new(Inner {
             admin_digest: admin_token.map(|t| token_digest(t.expose_secret())),
             keys,
+            tenant_limiter,
             store,
             keyring,
             stripe,

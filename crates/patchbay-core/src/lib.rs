@@ -14,6 +14,7 @@ pub mod page;
 pub mod sealed;
 pub mod store;
 pub mod tenant;
+pub mod tenant_limits;
 pub mod time;
 pub mod webhook;
 
