@@ -44,7 +44,9 @@ pub fn validate_limit(
         Ok(v) if (1..=max).contains(&v) => Ok(Some(v)),
         _ => Err(ValidationError::invalid(
             param,
-            format!("{param} must be a whole number from 1 to {max}, or null for the server's default."),
+            format!(
+                "{param} must be a whole number from 1 to {max}, or null for the server's default."
+            ),
         )),
     }
 }
@@ -56,8 +58,14 @@ mod tests {
     #[test]
     fn a_limit_is_from_one_to_its_maximum_or_null() {
         assert_eq!(validate_limit(None, 10, "limits.burst").unwrap(), None);
-        assert_eq!(validate_limit(Some(1), 10, "limits.burst").unwrap(), Some(1));
-        assert_eq!(validate_limit(Some(10), 10, "limits.burst").unwrap(), Some(10));
+        assert_eq!(
+            validate_limit(Some(1), 10, "limits.burst").unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            validate_limit(Some(10), 10, "limits.burst").unwrap(),
+            Some(10)
+        );
         for bad in [0, -1, 11, i64::MAX] {
             let e = validate_limit(Some(bad), 10, "limits.burst").unwrap_err();
             assert_eq!(e.param, "limits.burst");

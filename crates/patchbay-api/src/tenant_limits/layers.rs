@@ -29,7 +29,10 @@ const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const STATE: HeaderName = HeaderName::from_static("ratelimit");
 
 fn tenant_of(request: &Request) -> Option<patchbay_core::TenantId> {
-    request.extensions().get::<Caller>().and_then(Caller::tenant)
+    request
+        .extensions()
+        .get::<Caller>()
+        .and_then(Caller::tenant)
 }
 
 /// Whole seconds, rounded up.
@@ -106,15 +109,12 @@ pub async fn upstream_bound(
         return next.run(request).await;
     };
     match state.tenant_limiter.upstream_slot(tenant).await {
-        Ok(permit) => next
-            .run(request)
-            .await
-            .map(|body| {
-                Body::new(Holding {
-                    body,
-                    _permit: permit,
-                })
-            }),
+        Ok(permit) => next.run(request).await.map(|body| {
+            Body::new(Holding {
+                body,
+                _permit: permit,
+            })
+        }),
         Err(e) => ApiError::from(e).into_response(),
     }
 }

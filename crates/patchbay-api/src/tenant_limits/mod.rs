@@ -71,7 +71,9 @@ impl TenantLimitSettings {
     pub fn effective(&self, limits: &TenantLimits) -> Effective {
         Effective {
             rate: Rate {
-                per_second: limits.requests_per_second.unwrap_or(self.requests_per_second),
+                per_second: limits
+                    .requests_per_second
+                    .unwrap_or(self.requests_per_second),
                 burst: limits.burst.unwrap_or(self.burst),
             },
             max_concurrent_upstream: limits
@@ -217,15 +219,17 @@ impl TenantLimiter {
     /// One of the tenant's Stripe slots, held until the returned permit is
     /// dropped; refused with 429 `upstream_concurrency_exceeded` when none
     /// frees up within the configured wait.
-    pub async fn upstream_slot(&self, tenant: TenantId) -> Result<OwnedSemaphorePermit, ServiceError> {
+    pub async fn upstream_slot(
+        &self,
+        tenant: TenantId,
+    ) -> Result<OwnedSemaphorePermit, ServiceError> {
         self.ensure_loaded(tenant).await;
         let (semaphore, bound) = {
             let now = self.clock.instant();
             let mut tracked = self.tracked.lock();
-            let entry = tracked
-                .tenants
-                .entry(tenant)
-                .or_insert_with(|| Entry::new(self.settings.effective(&TenantLimits::default()), now));
+            let entry = tracked.tenants.entry(tenant).or_insert_with(|| {
+                Entry::new(self.settings.effective(&TenantLimits::default()), now)
+            });
             entry.last_seen = now;
             (entry.upstream.clone(), entry.limits.max_concurrent_upstream)
         };

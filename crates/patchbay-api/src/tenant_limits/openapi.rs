@@ -42,7 +42,10 @@ fn limit_headers() -> [(&'static str, utoipa::openapi::header::Header); 3] {
     [
         (
             "Retry-After",
-            header(Type::Integer, "Seconds to wait before retrying (at least 1)."),
+            header(
+                Type::Integer,
+                "Seconds to wait before retrying (at least 1).",
+            ),
         ),
         (
             "RateLimit-Policy",

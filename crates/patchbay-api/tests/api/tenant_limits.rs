@@ -48,21 +48,29 @@ impl Clock for ManualClock {
     }
 }
 
-/// An app whose tenants may send `per_second` requests a second in bursts of
-/// `burst`, on a clock that stands still.
-async fn app_with_rate(per_second: u32, burst: u32) -> (TestApp, Arc<ManualClock>) {
+/// Tenants may send `per_second` requests a second in bursts of `burst`, on
+/// a clock that stands still.
+fn with_rate(
+    per_second: u32,
+    burst: u32,
+) -> (Arc<ManualClock>, impl FnOnce(&mut patchbay_api::ApiConfig)) {
     let clock = ManualClock::new();
     let c = clock.clone();
-    let app = TestApp::with(move |config| {
+    let tweak = move |config: &mut patchbay_api::ApiConfig| {
         config.clock = c;
         config.tenant_limits = TenantLimitSettings {
             requests_per_second: per_second,
             burst,
             ..TenantLimitSettings::default()
         };
-    })
-    .await;
-    (app, clock)
+    };
+    (clock, tweak)
+}
+
+/// An app on SQLite with [`with_rate`].
+async fn app_with_rate(per_second: u32, burst: u32) -> (TestApp, Arc<ManualClock>) {
+    let (clock, tweak) = with_rate(per_second, burst);
+    (TestApp::with(tweak).await, clock)
 }
 
 fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
@@ -90,7 +98,10 @@ async fn a_tenant_over_its_rate_gets_429_with_the_headers_until_time_passes() {
 
     let first = app.get(LIST, &token).await;
     assert_eq!(first.status, 200, "{}", first.text);
-    assert_eq!(header(&first, "ratelimit-policy"), Some("\"tenant\";q=2;w=2"));
+    assert_eq!(
+        header(&first, "ratelimit-policy"),
+        Some("\"tenant\";q=2;w=2")
+    );
     assert_eq!(header(&first, "ratelimit"), Some("\"tenant\";r=1;t=1"));
     let second = app.get(LIST, &token).await;
     assert_eq!(second.status, 200, "{}", second.text);
@@ -99,7 +110,10 @@ async fn a_tenant_over_its_rate_gets_429_with_the_headers_until_time_passes() {
     let refused = app.get(LIST, &token).await;
     assert_limited(&refused, "rate_limited");
     assert_eq!(header(&refused, "retry-after"), Some("1"));
-    assert_eq!(header(&refused, "ratelimit-policy"), Some("\"tenant\";q=2;w=2"));
+    assert_eq!(
+        header(&refused, "ratelimit-policy"),
+        Some("\"tenant\";q=2;w=2")
+    );
     assert_eq!(header(&refused, "ratelimit"), Some("\"tenant\";r=0;t=2"));
     assert!(
         refused.body["error"]["message"]
@@ -140,6 +154,19 @@ async fn a_tenant_over_its_rate_gets_429_with_the_headers_until_time_passes() {
 #[tokio::test]
 async fn the_admin_sets_validates_shows_and_resets_a_tenants_own_limits() {
     let (app, clock) = app_with_rate(100, 100).await;
+    own_limits(&app, &clock).await;
+}
+
+#[tokio::test]
+async fn the_admin_sets_validates_shows_and_resets_a_tenants_own_limits_postgres() {
+    let (clock, tweak) = with_rate(100, 100);
+    let Some(app) = TestApp::on_postgres(tweak).await else {
+        return;
+    };
+    own_limits(&app, &clock).await;
+}
+
+async fn own_limits(app: &TestApp, clock: &ManualClock) {
     let (tenant, token) = app.tenant(&["admin"]).await;
     let url = format!("/api/v1/tenants/{tenant}");
 
@@ -181,7 +208,10 @@ async fn the_admin_sets_validates_shows_and_resets_a_tenants_own_limits() {
     clock.advance(Duration::from_secs(1));
     let reply = app.get(LIST, &token).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(header(&reply, "ratelimit-policy"), Some("\"tenant\";q=100;w=100"));
+    assert_eq!(
+        header(&reply, "ratelimit-policy"),
+        Some("\"tenant\";q=100;w=100")
+    );
 
     // null for the object resets them all.
     let all = app.patch(&url, ADMIN, json!({"limits": null})).await;
@@ -329,7 +359,8 @@ fn every_tenant_operation_documents_429_with_its_headers_and_admin_ones_do_not()
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let public = op["security"].is_null() || op["security"] == json!([{}]);
-            let admin_only = path.starts_with("/api/v1/tenants") || path.starts_with("/api/v1/admin/");
+            let admin_only =
+                path.starts_with("/api/v1/tenants") || path.starts_with("/api/v1/admin/");
             let too_many = &op["responses"]["429"];
             if public || admin_only {
                 assert!(too_many.is_null(), "{method} {path} documents a 429");

