@@ -11,7 +11,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::{Instrument, debug, error, info, info_span};
@@ -47,6 +47,12 @@ impl RequestId {
     }
 }
 
+/// Headers an inner layer wants on the final response whatever it becomes
+/// (an error rendered into the envelope here included), such as the
+/// tenant rate-limit headers.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraHeaders(pub HeaderMap);
+
 const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const CLIENT_HEADER: HeaderName = HeaderName::from_static("x-client-request-id");
 
@@ -74,12 +80,16 @@ pub async fn request_context(
 
     let mut response = next.run(request).instrument(span.clone()).await;
 
+    let extra = response.extensions_mut().remove::<ExtraHeaders>();
     if let Some(err) = response.extensions_mut().remove::<ApiError>() {
         response = render(&err, &id);
     } else if needs_envelope(&response) && !crate::routes::is_passthrough(&response) {
         response = render(&generic(response.status(), &method, uri.path()), &id);
     }
     let headers = response.headers_mut();
+    if let Some(ExtraHeaders(extra)) = extra {
+        headers.extend(extra);
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(HEADER, value);
     }

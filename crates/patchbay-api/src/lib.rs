@@ -12,6 +12,7 @@ mod routes;
 pub mod security_headers;
 pub mod services;
 pub mod state;
+pub mod tenant_limits;
 
 pub use routes::{app, openapi};
 pub use state::{ApiConfig, AppState};

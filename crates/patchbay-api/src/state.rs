@@ -23,6 +23,7 @@ use crate::services::invalidation::{Invalidation, InvalidationBus, channel_name}
 use crate::services::jobs::{JobSettings, JobWakeup};
 use crate::services::permission_memo::PermissionMemo;
 use crate::services::webhook_sender::{OutboundPolicy, WebhookSender};
+use crate::tenant_limits::{TenantLimitSettings, TenantLimiter};
 
 /// Webhooks in (Stripe's signed events) and out (deliveries to tenants).
 #[derive(Debug, Clone)]
@@ -118,6 +119,9 @@ pub struct ApiConfig {
     /// Prefix of the invalidation channel's name, so deployments (or tests)
     /// sharing one PostgreSQL or Redis do not hear each other.
     pub channel_prefix: String,
+    /// Per-tenant request rate and concurrent Stripe calls (the defaults;
+    /// the admin may set a tenant's own).
+    pub tenant_limits: TenantLimitSettings,
 }
 
 impl Default for ApiConfig {
@@ -141,6 +145,7 @@ impl Default for ApiConfig {
             webhooks: WebhookSettings::default(),
             change_feed: None,
             channel_prefix: "patchbay".into(),
+            tenant_limits: TenantLimitSettings::default(),
         }
     }
 }
@@ -173,6 +178,8 @@ pub struct Inner {
     pub keys: Arc<KeyVerifier>,
     /// Tells every replica's caches what changed.
     pub invalidation: Arc<InvalidationBus>,
+    /// Per-tenant rate limits and Stripe concurrency.
+    pub tenant_limiter: Arc<TenantLimiter>,
     /// SHA-256 of the platform admin token, if one is configured.
     admin_digest: Option<[u8; 32]>,
     /// Settings.
@@ -246,6 +253,14 @@ impl AppState {
         invalidation.register(keys.clone());
         invalidation.register(credential_cache.clone());
         invalidation.start();
+        // A tenant's limits are trusted as long as a verified key.
+        let tenant_limiter = Arc::new(TenantLimiter::new(
+            store.clone(),
+            config.clock.clone(),
+            config.tenant_limits.clone(),
+            config.key_cache_ttl,
+        ));
+        invalidation.register(tenant_limiter.clone());
         let audit_store: Arc<dyn AuditStore> = store.clone();
         let audit_log = AuditLog::spawn(audit_store, config.audit_log.clone());
         let delivery_recorder =
@@ -256,6 +271,7 @@ impl AppState {
             admin_digest: admin_token.map(|t| token_digest(t.expose_secret())),
             keys,
             invalidation,
+            tenant_limiter,
             store,
             keyring,
             stripe,

@@ -16,6 +16,7 @@ pub mod sealed;
 pub mod stats;
 pub mod store;
 pub mod tenant;
+pub mod tenant_limits;
 pub mod time;
 pub mod webhook;
 

@@ -86,7 +86,7 @@ pub trait TenantStore: Send + Sync {
     async fn get_tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>>;
     /// Tenants, newest first.
     async fn list_tenants(&self, page: &PageRequest<TenantId>) -> StoreResult<Page<Tenant>>;
-    /// Replaces name, status and metadata if `updated_at` is still `expected_updated_at`.
+    /// Replaces name, status, metadata and limits if `updated_at` is still `expected_updated_at`.
     async fn update_tenant(
         &self,
         tenant: &Tenant,

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::tenant_limits::TenantLimits;
 use crate::{Metadata, TenantId, Timestamp, ValidationError};
 
 /// Longest tenant name, in characters.
@@ -47,6 +48,8 @@ pub struct Tenant {
     pub status: TenantStatus,
     /// Caller-defined pairs.
     pub metadata: Metadata,
+    /// Its own request-rate and Stripe-concurrency limits (unset: the server's defaults).
+    pub limits: TenantLimits,
     /// When created.
     pub created_at: Timestamp,
     /// When last changed.

@@ -12,6 +12,7 @@ use patchbay_core::connection::{
 use patchbay_core::job::{Job, JobStatus};
 use patchbay_core::sealed::{DataKeyRecord, MasterKeyCheck, SealedSecret};
 use patchbay_core::tenant::{Tenant, TenantStatus};
+use patchbay_core::tenant_limits::TenantLimits;
 use patchbay_core::{Id, Metadata, StoreError};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -19,7 +20,8 @@ use uuid::Uuid;
 use crate::error::corrupt;
 use crate::types::DbTime;
 
-pub(crate) const TENANT_COLUMNS: &str = "id, name, status, metadata, created_at, updated_at";
+pub(crate) const TENANT_COLUMNS: &str = "id, name, status, metadata, created_at, updated_at, \
+     limit_requests_per_second, limit_burst, limit_max_concurrent_upstream";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct TenantRow {
@@ -29,6 +31,21 @@ pub(crate) struct TenantRow {
     metadata: Json<Metadata>,
     created_at: DbTime,
     updated_at: DbTime,
+    limit_requests_per_second: Option<i64>,
+    limit_burst: Option<i64>,
+    limit_max_concurrent_upstream: Option<i64>,
+}
+
+/// A stored limit: positive and within `u32`, or the database is corrupt.
+fn stored_limit(value: Option<i64>, what: &str) -> Result<Option<u32>, StoreError> {
+    value
+        .map(|v| {
+            u32::try_from(v)
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| corrupt(what, &v.to_string()))
+        })
+        .transpose()
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -40,6 +57,17 @@ impl TryFrom<TenantRow> for Tenant {
             status: TenantStatus::parse(&r.status)
                 .ok_or_else(|| corrupt("tenant status", &r.status))?,
             metadata: r.metadata.0,
+            limits: TenantLimits {
+                requests_per_second: stored_limit(
+                    r.limit_requests_per_second,
+                    "tenant requests_per_second",
+                )?,
+                burst: stored_limit(r.limit_burst, "tenant burst")?,
+                max_concurrent_upstream: stored_limit(
+                    r.limit_max_concurrent_upstream,
+                    "tenant max_concurrent_upstream",
+                )?,
+            },
             created_at: r.created_at.0,
             updated_at: r.updated_at.0,
         })

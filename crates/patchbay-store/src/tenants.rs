@@ -26,8 +26,9 @@ for_each_engine! {
         ) -> StoreResult<()> {
             let mut tx = self.begin().await?;
             sqlx::query(
-                "INSERT INTO tenants (id, name, status, metadata, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO tenants (id, name, status, metadata, created_at, updated_at, \
+                 limit_requests_per_second, limit_burst, limit_max_concurrent_upstream) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(tenant.id.uuid())
             .bind(&tenant.name)
@@ -35,6 +36,9 @@ for_each_engine! {
             .bind(Json(&tenant.metadata))
             .bind(DbTime(tenant.created_at))
             .bind(DbTime(tenant.updated_at))
+            .bind(tenant.limits.requests_per_second.map(i64::from))
+            .bind(tenant.limits.burst.map(i64::from))
+            .bind(tenant.limits.max_concurrent_upstream.map(i64::from))
             .execute(&mut *tx)
             .await
             .map_err(map)?;
@@ -86,7 +90,8 @@ for_each_engine! {
         ) -> StoreResult<Updated<Tenant>> {
             let mut tx = self.begin().await?;
             let row: Option<TenantRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE tenants SET name = $1, status = $2, metadata = $3, updated_at = $4 \
+                "UPDATE tenants SET name = $1, status = $2, metadata = $3, updated_at = $4, \
+                 limit_requests_per_second = $7, limit_burst = $8, limit_max_concurrent_upstream = $9 \
                  WHERE id = $5 AND updated_at = $6 RETURNING {TENANT_COLUMNS}"
             )))
             .bind(&tenant.name)
@@ -95,6 +100,9 @@ for_each_engine! {
             .bind(DbTime(tenant.updated_at))
             .bind(tenant.id.uuid())
             .bind(DbTime(expected_updated_at))
+            .bind(tenant.limits.requests_per_second.map(i64::from))
+            .bind(tenant.limits.burst.map(i64::from))
+            .bind(tenant.limits.max_concurrent_upstream.map(i64::from))
             .fetch_optional(&mut *tx)
             .await
             .map_err(map)?;

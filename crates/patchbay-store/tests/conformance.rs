@@ -204,6 +204,7 @@ mod support {
             name: name.into(),
             status: TenantStatus::Active,
             metadata: Metadata::default(),
+            limits: Default::default(),
             created_at: at,
             updated_at: at,
         };
@@ -529,6 +530,11 @@ conformance! {
         changed.status = TenantStatus::Disabled;
         changed.metadata =
             Metadata::new([("plan".to_string(), "pro".to_string())].into(), "metadata").unwrap();
+        changed.limits = patchbay_core::tenant_limits::TenantLimits {
+            requests_per_second: Some(7),
+            burst: None,
+            max_concurrent_upstream: Some(u32::MAX),
+        };
         changed.updated_at = add_seconds(t.updated_at, 1);
         let ev = audit(Some(t.id), "tenant.updated", &t.id.to_string());
         let Updated::Applied(stored) = s.update_tenant(&changed, t.updated_at, &ev).await.unwrap()
@@ -536,6 +542,7 @@ conformance! {
             panic!("update should apply");
         };
         assert_eq!(stored, changed);
+        assert_eq!(s.get_tenant(t.id).await.unwrap().unwrap().limits, changed.limits);
         // A second writer that read the old version loses.
         let ev2 = audit(Some(t.id), "tenant.updated", &t.id.to_string());
         assert_eq!(

@@ -47,6 +47,7 @@ async fn seed(
                 name: format!("t{i}"),
                 status: TenantStatus::Active,
                 metadata: Metadata::default(),
+                limits: Default::default(),
                 created_at: at,
                 updated_at: at,
             };

@@ -60,6 +60,12 @@ CONFIGURATION
                                    bounded by the file-descriptor limit) [4096]
   PATCHBAY_MAX_CONNECTIONS_PER_TENANT  most connections one tenant may have [1000]
   PATCHBAY_MAX_API_KEYS_PER_TENANT     most unrevoked API keys one tenant may have [100]
+  PATCHBAY_TENANT_RATE_LIMIT       requests per second one tenant may send, per replica;
+                                   the admin may set a tenant's own [200]
+  PATCHBAY_TENANT_RATE_BURST       requests one tenant may send at once above that rate [400]
+  PATCHBAY_TENANT_MAX_CONCURRENT_UPSTREAM  Stripe calls one tenant's requests may make at once,
+                                   per replica [32]
+  PATCHBAY_TENANT_UPSTREAM_WAIT    how long a request waits for one of those before 429 [1s]
   PATCHBAY_PUBLIC_URL              public base URL of webhook endpoints' url [the request's host]
   PATCHBAY_WEBHOOK_TOLERANCE       accepted age of a Stripe webhook signature [5m]
   PATCHBAY_WEBHOOK_MAX_BODY_BYTES  largest Stripe event body [1048576]

@@ -116,6 +116,18 @@ pub struct Settings {
     /// Most unrevoked API keys per tenant.
     #[serde(deserialize_with = "number")]
     pub max_api_keys_per_tenant: u64,
+    /// Requests per second a tenant may send (per replica), unless the admin set its own.
+    #[serde(deserialize_with = "number")]
+    pub tenant_rate_limit: u32,
+    /// Requests a tenant may send at once above that rate.
+    #[serde(deserialize_with = "number")]
+    pub tenant_rate_burst: u32,
+    /// Stripe calls a tenant's requests may make at once (per replica).
+    #[serde(deserialize_with = "number")]
+    pub tenant_max_concurrent_upstream: u32,
+    /// How long a request waits for one of its tenant's Stripe slots.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub tenant_upstream_wait: Duration,
     /// How far a Stripe webhook signature's timestamp may be from now.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub webhook_tolerance: Duration,
@@ -195,6 +207,10 @@ struct Defaults {
     max_connections: usize,
     max_connections_per_tenant: u64,
     max_api_keys_per_tenant: u64,
+    tenant_rate_limit: u32,
+    tenant_rate_burst: u32,
+    tenant_max_concurrent_upstream: u32,
+    tenant_upstream_wait: &'static str,
     webhook_tolerance: &'static str,
     webhook_max_body_bytes: usize,
     event_retention: &'static str,
@@ -242,6 +258,12 @@ const DEFAULTS: Defaults = Defaults {
     max_connections: 4096,
     max_connections_per_tenant: 1000,
     max_api_keys_per_tenant: 100,
+    // Two live-mode Stripe accounts' worth of read traffic (Stripe allows 100
+    // a second per account); a tenant fronting more gets its own limits.
+    tenant_rate_limit: 200,
+    tenant_rate_burst: 400,
+    tenant_max_concurrent_upstream: 32,
+    tenant_upstream_wait: "1s",
     webhook_tolerance: "5m",
     webhook_max_body_bytes: 1024 * 1024,
     event_retention: "30d",
@@ -399,6 +421,16 @@ impl Settings {
         if self.max_connections_per_tenant == 0 || self.max_api_keys_per_tenant == 0 {
             return Err(ConfigError::Invalid(
                 "PATCHBAY_MAX_CONNECTIONS_PER_TENANT and PATCHBAY_MAX_API_KEYS_PER_TENANT must be at least 1".into(),
+            ));
+        }
+        if !(1..=patchbay_core::tenant_limits::MAX_REQUESTS).contains(&self.tenant_rate_limit)
+            || !(1..=patchbay_core::tenant_limits::MAX_REQUESTS).contains(&self.tenant_rate_burst)
+            || !(1..=patchbay_core::tenant_limits::MAX_CONCURRENT_UPSTREAM)
+                .contains(&self.tenant_max_concurrent_upstream)
+            || self.tenant_upstream_wait > Duration::from_secs(60)
+        {
+            return Err(ConfigError::Invalid(
+                "PATCHBAY_TENANT_RATE_LIMIT and PATCHBAY_TENANT_RATE_BURST must be from 1 to 1000000, PATCHBAY_TENANT_MAX_CONCURRENT_UPSTREAM from 1 to 100000 and PATCHBAY_TENANT_UPSTREAM_WAIT at most 60s".into(),
             ));
         }
         if self.stripe_interactive_deadline.is_zero() {
@@ -670,6 +702,40 @@ mod tests {
         ] {
             let err = load(&[(name, value)]).unwrap_err().to_string();
             assert!(err.contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn tenant_rate_limits_have_defaults_and_are_checked() {
+        let s = load(&[]).unwrap();
+        assert_eq!(
+            (
+                s.tenant_rate_limit,
+                s.tenant_rate_burst,
+                s.tenant_max_concurrent_upstream
+            ),
+            (200, 400, 32)
+        );
+        assert_eq!(s.tenant_upstream_wait, Duration::from_secs(1));
+        let s = load(&[
+            ("PATCHBAY_TENANT_RATE_LIMIT", "5"),
+            ("PATCHBAY_TENANT_RATE_BURST", "10"),
+            ("PATCHBAY_TENANT_MAX_CONCURRENT_UPSTREAM", "2"),
+            ("PATCHBAY_TENANT_UPSTREAM_WAIT", "250ms"),
+        ])
+        .unwrap();
+        assert_eq!(s.tenant_rate_limit, 5);
+        assert_eq!(s.tenant_rate_burst, 10);
+        assert_eq!(s.tenant_max_concurrent_upstream, 2);
+        assert_eq!(s.tenant_upstream_wait, Duration::from_millis(250));
+        for (key, value) in [
+            ("PATCHBAY_TENANT_RATE_LIMIT", "0"),
+            ("PATCHBAY_TENANT_RATE_BURST", "0"),
+            ("PATCHBAY_TENANT_MAX_CONCURRENT_UPSTREAM", "0"),
+            ("PATCHBAY_TENANT_UPSTREAM_WAIT", "2m"),
+        ] {
+            let err = load(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
         }
     }
 

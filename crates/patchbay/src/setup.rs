@@ -11,6 +11,7 @@ use patchbay_api::services::jobs::JobSettings;
 use patchbay_api::services::redis_feed::RedisChangeFeed;
 use patchbay_api::services::webhook_sender::OutboundPolicy;
 use patchbay_api::state::WebhookSettings;
+use patchbay_api::tenant_limits::TenantLimitSettings;
 use patchbay_api::{ApiConfig, AppState};
 use patchbay_core::Store;
 use patchbay_core::change_feed::ChangeFeed;
@@ -316,6 +317,12 @@ pub fn api_config(settings: &Settings) -> ApiConfig {
         },
         max_connections_per_tenant: settings.max_connections_per_tenant,
         max_api_keys_per_tenant: settings.max_api_keys_per_tenant,
+        tenant_limits: TenantLimitSettings {
+            requests_per_second: settings.tenant_rate_limit,
+            burst: settings.tenant_rate_burst,
+            max_concurrent_upstream: settings.tenant_max_concurrent_upstream,
+            upstream_wait: settings.tenant_upstream_wait,
+        },
         oauth_state_ttl: settings.oauth_state_ttl,
         proxy_max_body_bytes: settings.proxy_max_body_bytes,
         // Checked when the settings were loaded.

@@ -3,8 +3,10 @@
 //! and tenant keys), the browser routes (tenant keys and connect sessions,
 //! CORS for the tenant's origins), and the public callbacks (the OAuth
 //! callback; its state authenticates). The caller is resolved once, by the
-//! surface's layer, and placed in the request. Every route carries its
-//! OpenAPI description.
+//! surface's layer, and placed in the request; inside it, every route a
+//! tenant calls is rate-limited per tenant, and the routes that call Stripe
+//! on the request hold one of the tenant's Stripe slots (`tenant_limits`).
+//! Every route carries its OpenAPI description.
 
 mod actions;
 mod admin;
@@ -43,6 +45,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::auth::{Caller, Surface, resolve_caller};
 use crate::context::request_context;
 use crate::state::AppState;
+use crate::tenant_limits::{TooManyRequests, rate_limit, upstream_bound};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -124,15 +127,10 @@ fn management() -> OpenApiRouter<AppState> {
             connections::update_connection,
             connections::delete_connection
         ))
-        .routes(routes!(connections::validate_connection))
-        .routes(routes!(connections::rotate_connection))
-        .routes(routes!(connections::refresh_connection))
         .routes(routes!(actions::list_actions))
         .routes(routes!(actions::get_action))
-        .routes(routes!(actions::call_action))
         .routes(routes!(actions::capabilities))
         .routes(routes!(
-            integrations::put_integration,
             integrations::get_integration,
             integrations::delete_integration
         ))
@@ -169,12 +167,26 @@ fn management() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::key_status))
 }
 
-/// The two routes a browser with a connect session may call (tenant keys work
-/// there too, without CORS).
-fn browser() -> OpenApiRouter<AppState> {
+/// The management routes that call Stripe on the request (a test call, an
+/// action, a grant refresh): each holds one of its tenant's Stripe slots.
+fn management_upstream() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(connections::create_connection))
-        .routes(routes!(oauth::auth_url))
+        .routes(routes!(connections::validate_connection))
+        .routes(routes!(connections::rotate_connection))
+        .routes(routes!(connections::refresh_connection))
+        .routes(routes!(actions::call_action))
+        .routes(routes!(integrations::put_integration))
+}
+
+/// The two routes a browser with a connect session may call (tenant keys work
+/// there too, without CORS); creating a connection makes a test call, so it
+/// holds a Stripe slot.
+fn browser() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(oauth::auth_url))
+}
+
+fn browser_upstream() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(connections::create_connection))
 }
 
 /// The raw proxy: tenant keys (bound ones too); Stripe's bodies untouched,
@@ -207,7 +219,9 @@ fn stripe_webhooks() -> OpenApiRouter<AppState> {
 fn documented() -> OpenApiRouter<AppState> {
     operations()
         .merge(management())
+        .merge(management_upstream())
         .merge(browser())
+        .merge(browser_upstream())
         .merge(proxy_routes())
         .merge(public())
         .merge(stripe_webhooks())
@@ -255,7 +269,10 @@ fn browser_cors(state: AppState) -> CorsLayer {
 
 /// The OpenAPI document the code describes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented().split_for_parts().1
+    let mut doc = documented().split_for_parts().1;
+    // After the merge: the modifier sees every operation.
+    TooManyRequests.modify(&mut doc);
+    doc
 }
 
 /// The whole application.
@@ -264,8 +281,14 @@ pub fn app(state: AppState) -> Router {
     let caller = |surface: Surface| {
         axum::middleware::from_fn_with_state((state.clone(), surface), resolve_caller)
     };
+    // Inside the caller layer: the tenant's request rate, then (on the routes
+    // that call Stripe) its concurrent Stripe calls.
+    let rate = || axum::middleware::from_fn_with_state(state.clone(), rate_limit);
+    let upstream = || axum::middleware::from_fn_with_state(state.clone(), upstream_bound);
     let (operations, _) = operations().split_for_parts();
     let (management, _) = management().split_for_parts();
+    let (management_upstream, _) = management_upstream().split_for_parts();
+    let (browser_upstream, _) = browser_upstream().split_for_parts();
     let (mut browser, _) = browser().split_for_parts();
     for path in BROWSER_PATHS {
         // The preflight's own endpoint; the CORS layer answers it.
@@ -280,13 +303,36 @@ pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let timeout = state.config.request_timeout;
     operations
-        .merge(management.route_layer(caller(Surface::Management)))
+        .merge(
+            management
+                .route_layer(rate())
+                .route_layer(caller(Surface::Management)),
+        )
+        .merge(
+            management_upstream
+                .route_layer(upstream())
+                .route_layer(rate())
+                .route_layer(caller(Surface::Management)),
+        )
         .merge(
             browser
+                .route_layer(rate())
                 .route_layer(browser_cors(state.clone()))
                 .route_layer(caller(Surface::Browser)),
         )
-        .merge(proxy.route_layer(caller(Surface::Proxy)))
+        .merge(
+            browser_upstream
+                .route_layer(upstream())
+                .route_layer(rate())
+                .route_layer(browser_cors(state.clone()))
+                .route_layer(caller(Surface::Browser)),
+        )
+        .merge(
+            proxy
+                .route_layer(upstream())
+                .route_layer(rate())
+                .route_layer(caller(Surface::Proxy)),
+        )
         .merge(public)
         .merge(intake.route_layer(DefaultBodyLimit::max(state.config.webhooks.max_body_bytes)))
         .merge(docs(api))

@@ -8,6 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use patchbay_core::metadata::MetadataPatch;
 use patchbay_core::tenant::{Tenant, TenantStatus};
+use patchbay_core::tenant_limits::{
+    MAX_CONCURRENT_UPSTREAM, MAX_REQUESTS, TenantLimits, validate_limit,
+};
 use patchbay_core::{Metadata, TenantId};
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +21,7 @@ use crate::auth::{Admin, AuditContext, Principal};
 use crate::context::RequestId;
 use crate::error::ApiError;
 use crate::extract::{Json, Query, parse_id};
-use crate::services::tenants::{self, TenantPatch};
+use crate::services::tenants::{self, LimitsPatch, TenantPatch};
 use crate::state::AppState;
 
 /// A tenant.
@@ -36,10 +39,38 @@ pub struct TenantObject {
     pub status: TenantStatus,
     /// Your key/value pairs.
     pub metadata: Metadata,
+    /// The tenant's own limits; `null` values are the server's defaults.
+    pub limits: LimitsObject,
     /// When created.
     pub created_at: DateTime<Utc>,
     /// When last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// A tenant's own limits; each `null` is the server's default
+/// (`PATCHBAY_TENANT_RATE_LIMIT`, `PATCHBAY_TENANT_RATE_BURST`,
+/// `PATCHBAY_TENANT_MAX_CONCURRENT_UPSTREAM`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LimitsObject {
+    /// Requests per second the tenant may send to this API on average (per replica).
+    #[schema(example = 50)]
+    pub requests_per_second: Option<u32>,
+    /// Requests it may send at once above that rate.
+    #[schema(example = 100)]
+    pub burst: Option<u32>,
+    /// Stripe calls its requests may make at once (actions, the proxy, test calls).
+    #[schema(example = 8)]
+    pub max_concurrent_upstream: Option<u32>,
+}
+
+impl From<TenantLimits> for LimitsObject {
+    fn from(l: TenantLimits) -> Self {
+        Self {
+            requests_per_second: l.requests_per_second,
+            burst: l.burst,
+            max_concurrent_upstream: l.max_concurrent_upstream,
+        }
+    }
 }
 
 impl From<Tenant> for TenantObject {
@@ -50,6 +81,7 @@ impl From<Tenant> for TenantObject {
             name: t.name,
             status: t.status,
             metadata: t.metadata,
+            limits: t.limits.into(),
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
@@ -84,6 +116,54 @@ pub struct UpdateTenant {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<BTreeMap<String, Option<String>>>, nullable)]
     pub metadata: Option<Option<MetadataPatch>>,
+    /// The tenant's own limits: absent fields stay, `null` fields go back to
+    /// the server's default; `null` instead of an object resets them all.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<UpdateLimits>, nullable)]
+    pub limits: Option<Option<UpdateLimits>>,
+}
+
+/// Changes to a tenant's own limits.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLimits {
+    /// Requests per second, 1 to 1000000; `null`: the server's default.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 1_000_000)]
+    pub requests_per_second: Option<Option<i64>>,
+    /// Requests at once above the rate, 1 to 1000000; `null`: the server's default.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 1_000_000)]
+    pub burst: Option<Option<i64>>,
+    /// Concurrent Stripe calls, 1 to 100000; `null`: the server's default.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 100_000)]
+    pub max_concurrent_upstream: Option<Option<i64>>,
+}
+
+impl UpdateLimits {
+    /// Checks every value given; 422 names the field at fault.
+    fn validated(self) -> Result<LimitsPatch, ApiError> {
+        let check = |value: Option<Option<i64>>, max, param| {
+            value
+                .map(|v| validate_limit(v, max, param))
+                .transpose()
+                .map_err(ApiError::from)
+        };
+        Ok(LimitsPatch {
+            requests_per_second: check(
+                self.requests_per_second,
+                MAX_REQUESTS,
+                "limits.requests_per_second",
+            )?,
+            burst: check(self.burst, MAX_REQUESTS, "limits.burst")?,
+            max_concurrent_upstream: check(
+                self.max_concurrent_upstream,
+                MAX_CONCURRENT_UPSTREAM,
+                "limits.max_concurrent_upstream",
+            )?,
+        })
+    }
 }
 
 /// Paging.
@@ -167,9 +247,11 @@ pub async fn get_tenant(
 
 /// Update a tenant
 ///
-/// Renames, disables or re-enables a tenant, or changes its metadata; absent fields
-/// stay as they are. A disabled tenant's API keys are refused (403) until it is set
-/// back to `active`. Platform admin token only.
+/// Renames, disables or re-enables a tenant, or changes its metadata or its own
+/// limits (request rate, burst, concurrent Stripe calls; `null` restores the
+/// server's default); absent fields stay as they are. A disabled tenant's API
+/// keys are refused (403) until it is set back to `active`. Platform admin
+/// token only.
 #[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", request_body(content = UpdateTenant, example = super::examples::update_tenant),
     params(("id" = TenantId, Path, description = "Tenant id (ten_…)")),
     security(("api_key" = []), ("bearer" = [])),
@@ -186,6 +268,11 @@ pub async fn update_tenant(
         name: not_null(body.name, "name")?,
         status: not_null(body.status, "status")?,
         metadata: body.metadata,
+        limits: match body.limits {
+            Some(Some(limits)) => Some(Some(limits.validated()?)),
+            Some(None) => Some(None),
+            None => None,
+        },
     };
     Ok(axum::Json(
         tenants::update(&state, &ctx(&request_id), id, patch)

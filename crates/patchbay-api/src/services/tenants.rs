@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use patchbay_core::metadata::MetadataPatch;
 use patchbay_core::store::Updated;
 use patchbay_core::tenant::{Tenant, TenantStatus, validate_name};
+use patchbay_core::tenant_limits::TenantLimits;
 use patchbay_core::time::now;
 use patchbay_core::{Metadata, Page, PageRequest, TenantId};
 use serde_json::json;
@@ -30,6 +31,7 @@ pub async fn create(
         name,
         status: TenantStatus::Active,
         metadata,
+        limits: Default::default(),
         created_at: at,
         updated_at: at,
     };
@@ -73,6 +75,36 @@ pub struct TenantPatch {
     pub status: Option<TenantStatus>,
     /// Metadata merge patch; `Some(None)` clears all.
     pub metadata: Option<Option<MetadataPatch>>,
+    /// Changes to the tenant's own limits (already validated); `Some(None)`
+    /// puts every one back to the server's default.
+    pub limits: Option<Option<LimitsPatch>>,
+}
+
+/// Changes to a tenant's limits: `None` keeps a value, `Some(None)` puts it
+/// back to the server's default.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LimitsPatch {
+    /// Requests per second.
+    pub requests_per_second: Option<Option<u32>>,
+    /// Burst.
+    pub burst: Option<Option<u32>>,
+    /// Concurrent Stripe calls.
+    pub max_concurrent_upstream: Option<Option<u32>>,
+}
+
+impl LimitsPatch {
+    fn applied(self, mut limits: TenantLimits) -> TenantLimits {
+        if let Some(v) = self.requests_per_second {
+            limits.requests_per_second = v;
+        }
+        if let Some(v) = self.burst {
+            limits.burst = v;
+        }
+        if let Some(v) = self.max_concurrent_upstream {
+            limits.max_concurrent_upstream = v;
+        }
+        limits
+    }
 }
 
 /// Applies a patch (retrying if another writer got there first).
@@ -101,6 +133,11 @@ pub async fn update(
             Some(None) => next.metadata = Metadata::default(),
             None => {}
         }
+        match patch.limits {
+            Some(Some(p)) => next.limits = p.applied(current.limits),
+            Some(None) => next.limits = TenantLimits::default(),
+            None => {}
+        }
         if next == current {
             // Nothing to change: no write, no audit event, no new updated_at.
             return Ok(current);
@@ -114,6 +151,7 @@ pub async fn update(
                 "name": (next.name != current.name).then_some(&next.name),
                 "status": (next.status != current.status).then_some(next.status),
                 "metadata_changed": next.metadata != current.metadata,
+                "limits": (next.limits != current.limits).then_some(next.limits),
             }),
         );
         match state
@@ -122,7 +160,9 @@ pub async fn update(
             .await?
         {
             Updated::Applied(tenant) => {
-                if tenant.status != TenantStatus::Active {
+                // Every replica re-reads the tenant: its keys stop working
+                // when it is disabled, its own limits apply when changed.
+                if tenant.status != TenantStatus::Active || tenant.limits != current.limits {
                     state.tenant_changed(id).await;
                 }
                 return Ok(tenant);

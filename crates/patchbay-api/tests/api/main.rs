@@ -22,6 +22,7 @@ mod secrets;
 mod sessions;
 mod stripe_deadline;
 mod support;
+mod tenant_limits;
 mod tenants;
 mod timestamps;
 mod webhooks;

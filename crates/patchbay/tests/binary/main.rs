@@ -10,6 +10,7 @@ mod jobs;
 mod logs;
 mod metrics_families;
 mod metrics_labels;
+mod noisy_tenant;
 // The same PostgreSQL gate as the API tests (one file, two test binaries).
 #[path = "../../../patchbay-api/tests/api/postgres.rs"]
 mod postgres;

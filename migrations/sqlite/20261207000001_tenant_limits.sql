@@ -1,0 +1,10 @@
+-- A tenant's own limits, set by the platform admin; NULL is the server's
+-- default (PATCHBAY_TENANT_RATE_LIMIT, PATCHBAY_TENANT_RATE_BURST,
+-- PATCHBAY_TENANT_MAX_CONCURRENT_UPSTREAM).
+
+ALTER TABLE tenants ADD COLUMN limit_requests_per_second INTEGER
+    CHECK (limit_requests_per_second IS NULL OR limit_requests_per_second > 0);
+ALTER TABLE tenants ADD COLUMN limit_burst INTEGER
+    CHECK (limit_burst IS NULL OR limit_burst > 0);
+ALTER TABLE tenants ADD COLUMN limit_max_concurrent_upstream INTEGER
+    CHECK (limit_max_concurrent_upstream IS NULL OR limit_max_concurrent_upstream > 0);
