@@ -9,6 +9,9 @@ starts it against localstripe). It reads:
   LOCALSTRIPE_URL       e.g. http://127.0.0.1:41235 (the server's Stripe API base)
   FAKE_CONNECT_URL      e.g. http://127.0.0.1:41236 (fake_connect.py, the server's
                         PATCHBAY_STRIPE_CONNECT_BASE: Connect OAuth)
+  BLACKBOX_REPLICAS     optional; above 1 when PATCHBAY_URL is nginx round-robin
+                        over that many replicas (scripts/blackbox-replicas):
+                        tests marked `single_server_only` skip, with their reason
 
 Every response any test receives from Patchbay is recorded. After each test,
 an autouse fixture asserts over that test's responses that:
@@ -39,6 +42,13 @@ BASE_URL = os.environ.get("PATCHBAY_URL", "").rstrip("/")
 ADMIN_TOKEN = os.environ.get("PATCHBAY_ADMIN_TOKEN", "")
 LOCALSTRIPE_URL = os.environ.get("LOCALSTRIPE_URL", "").rstrip("/")
 FAKE_CONNECT_URL = os.environ.get("FAKE_CONNECT_URL", "").rstrip("/")
+REPLICAS = int(os.environ.get("BLACKBOX_REPLICAS") or "1")
+
+
+def single_server_only(reason: str) -> pytest.MarkDecorator:
+    """Skips a test (or, as `pytestmark`, a module) when the suite runs through
+    several replicas; `reason` says why it needs the single server."""
+    return pytest.mark.skipif(REPLICAS > 1, reason=f"replica mode: {reason}")
 
 ALNUM = string.ascii_letters + string.digits
 

@@ -37,7 +37,12 @@ import pytest
 import requests
 import stripe
 
-from conftest import Api, describe, ok, stripe_key
+from conftest import Api, describe, ok, single_server_only, stripe_key
+
+pytestmark = single_server_only(
+    "it starts its own single SQLite `patchbay serve` against its recording server"
+    " and never uses the replicas (it ran in the single-server pass)"
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -64,7 +64,24 @@ import pytest
 import requests
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from conftest import FAKE_CONNECT_URL, RECORDER, Api, describe, error, ok, parse_time, stripe_key, unique, wait_for
+from conftest import (
+    FAKE_CONNECT_URL,
+    RECORDER,
+    Api,
+    describe,
+    error,
+    ok,
+    parse_time,
+    single_server_only,
+    stripe_key,
+    unique,
+    wait_for,
+)
+
+pytestmark = single_server_only(
+    "it starts its own single SQLite `patchbay serve` with a localstripe and webhook settings"
+    " of its own and never uses the replicas (it ran in the single-server pass)"
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = Path(__file__).resolve().parent
