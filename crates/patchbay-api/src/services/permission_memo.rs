@@ -20,10 +20,13 @@ pub const REFRESH: Duration = Duration::from_secs(300);
 /// Most connections remembered.
 const CAPACITY: usize = 20_000;
 
+/// Per permission: whether it was granted, and when that was written.
+type Written = HashMap<String, (bool, Instant)>;
+
 /// The memo.
 #[derive(Debug, Default)]
 pub struct PermissionMemo {
-    seen: Mutex<HashMap<ConnectionId, HashMap<String, (bool, Instant)>>>,
+    seen: Mutex<HashMap<ConnectionId, Written>>,
 }
 
 impl PermissionMemo {
