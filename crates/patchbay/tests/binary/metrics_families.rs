@@ -193,6 +193,15 @@ fn families() -> BTreeMap<&'static str, Family> {
             "patchbay_db_pool_max_connections",
             (true, vec![engine, pool]),
         ),
+        // Only with a channel between replicas (PostgreSQL or Redis).
+        ("patchbay_invalidation_listening", (false, vec![])),
+        (
+            "patchbay_invalidations_total",
+            (
+                false,
+                vec![("direction", Values(&["published", "received"]))],
+            ),
+        ),
         ("patchbay_audit_pending", (false, vec![])),
         ("patchbay_audit_written_total", (false, vec![])),
         ("patchbay_http_connections_open", (false, vec![])),
