@@ -3208,6 +3208,40 @@ mod migrating_moves_connection_keys_into_secret_rows {
         }};
     }
 
+    /// A tenant and its data key as the schema before Connect holds them
+    /// (written directly: the store writes columns later migrations add).
+    macro_rules! insert_legacy_tenant {
+        ($pool:expr, $time:expr) => {{
+            let at = now();
+            let t = TenantId::new();
+            sqlx::query(
+                "INSERT INTO tenants (id, name, status, metadata, created_at, updated_at) \
+                 VALUES ($1, 'legacy', 'active', $2, $3, $4)",
+            )
+            .bind(t.uuid())
+            .bind(sqlx::types::Json(Metadata::default()))
+            .bind($time(at))
+            .bind($time(at))
+            .execute($pool)
+            .await
+            .unwrap();
+            let dk = data_key(t, "k1");
+            sqlx::query(
+                "INSERT INTO data_keys (id, tenant_id, master_key_id, wrapped, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(dk.id.uuid())
+            .bind(t.uuid())
+            .bind(&dk.master_key_id)
+            .bind(&dk.wrapped)
+            .bind($time(dk.created_at))
+            .execute($pool)
+            .await
+            .unwrap();
+            (t, dk)
+        }};
+    }
+
     /// After the store's `migrate()`: each key is a row of its role.
     async fn check(s: &dyn Store, tenant: TenantId, rows: &[LegacyRow; 2], expires: Timestamp) {
         let (kept, none) = (&rows[0].0, &rows[1].0);
@@ -3268,16 +3302,16 @@ mod migrating_moves_connection_keys_into_secret_rows {
         let store = patchbay_store::open(&url, &PoolSettings::default(), false)
             .await
             .unwrap();
-        let (t, dk) = tenant(store.as_ref(), "legacy").await;
+        let (t, dk) = insert_legacy_tenant!(&pool, |t: Timestamp| t.timestamp_micros());
         let expires = add_seconds(now(), 3600);
-        let rows = legacy(t.id, expires);
+        let rows = legacy(t, expires);
         for row in rows.clone() {
             insert_legacy!(&pool, dk, row, |t: Timestamp| t.timestamp_micros());
         }
         pool.close().await;
 
         store.migrate().await.unwrap();
-        check(store.as_ref(), t.id, &rows, expires).await;
+        check(store.as_ref(), t, &rows, expires).await;
         store.close().await;
     }
 
@@ -3304,16 +3338,16 @@ mod migrating_moves_connection_keys_into_secret_rows {
         let store = patchbay_store::open(&url, &PoolSettings::default(), false)
             .await
             .unwrap();
-        let (t, dk) = tenant(store.as_ref(), "legacy").await;
+        let (t, dk) = insert_legacy_tenant!(&pool, |t: Timestamp| t);
         let expires = add_seconds(now(), 3600);
-        let rows = legacy(t.id, expires);
+        let rows = legacy(t, expires);
         for row in rows.clone() {
             insert_legacy!(&pool, dk, row, |t: Timestamp| t);
         }
         pool.close().await;
 
         store.migrate().await.unwrap();
-        check(store.as_ref(), t.id, &rows, expires).await;
+        check(store.as_ref(), t, &rows, expires).await;
         store.close().await;
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
             .execute(&admin)
