@@ -48,14 +48,16 @@ pub fn create_tenant() -> Value {
 
 /// Changes to a tenant.
 pub fn update_tenant() -> Value {
-    json!({"status": "disabled", "metadata": {"plan": null}})
+    json!({"status": "disabled", "metadata": {"plan": null}, "limits": {"requests_per_second": 50, "burst": 100}})
 }
 
 /// A tenant.
 pub fn tenant() -> Value {
     json!({
         "id": TENANT, "object": "tenant", "name": "Acme Corp", "status": "active",
-        "metadata": {"plan": "enterprise"}, "created_at": CREATED, "updated_at": UPDATED
+        "metadata": {"plan": "enterprise"},
+        "limits": {"requests_per_second": 50, "burst": 100, "max_concurrent_upstream": null},
+        "created_at": CREATED, "updated_at": UPDATED
     })
 }
 
