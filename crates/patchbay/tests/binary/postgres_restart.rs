@@ -242,7 +242,7 @@ async fn postgres_restart_private() {
             let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let record_read = (w + n) % 3 == 0;
+                let record_read = (w + n).is_multiple_of(3);
                 let request = match (w + n) % 3 {
                     0 => http.get(format!("{base}/api/v1/connections/{conn}")),
                     1 => http
@@ -398,9 +398,7 @@ async fn postgres_restart_private() {
         statuses(&down)
     );
     assert!(
-        down.iter()
-            .filter(|a| a.record_read)
-            .all(|a| unavailable(a)),
+        down.iter().filter(|a| a.record_read).all(unavailable),
         "a read of the record while the database is down: {:?}",
         statuses(&down)
     );
