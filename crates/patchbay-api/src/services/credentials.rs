@@ -1,7 +1,8 @@
 //! A connection's credential as a type: an API key, or a Connect grant acting
 //! through the tenant's platform key. Opening one yields what a Stripe call
 //! needs — the key to send and, for a grant, the `Stripe-Account` to send with
-//! it — only in memory, only for the call at hand.
+//! it — only in memory: for the call at hand, or for the proxy and actions
+//! at most `PATCHBAY_CONNECTION_CACHE_TTL` (see `credential_cache`).
 
 use std::sync::Arc;
 use std::time::Instant;
