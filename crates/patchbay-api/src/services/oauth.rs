@@ -910,7 +910,8 @@ pub enum Disconnect {
 
 /// Disconnects a Connect connection: deauthorize at Stripe, then destroy the
 /// tokens. When Stripe cannot confirm, the connection becomes `revoking` and
-/// a job retries with backoff until it does.
+/// a job retries with backoff until it does. The caller
+/// (`connections::delete`) announces the change on the invalidation bus.
 pub async fn disconnect(
     state: &AppState,
     ctx: &AuditContext,
@@ -934,7 +935,6 @@ pub async fn disconnect(
                    "reason": "another connection uses the account"}),
         );
         let deleted = state.store.delete_connection(tenant, id, &event).await;
-        state.connection_changed(tenant, id).await;
         return if deleted? {
             Ok(Disconnect::Deleted)
         } else {
@@ -979,7 +979,6 @@ pub async fn disconnect(
                 }),
             );
             let deleted = state.store.delete_connection(tenant, id, &event).await;
-            state.connection_changed(tenant, id).await;
             if deleted? {
                 Ok(Disconnect::Deleted)
             } else {
@@ -1014,7 +1013,6 @@ pub async fn disconnect(
                 .store
                 .mark_connection_revoking(tenant, id, &error, &job, &event)
                 .await;
-            state.connection_changed(tenant, id).await;
             let updated =
                 updated?.ok_or_else(|| ServiceError::not_found("connection", &id.to_string()))?;
             Ok(Disconnect::Pending(Box::new(updated)))
