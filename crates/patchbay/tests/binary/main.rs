@@ -17,6 +17,7 @@ mod postgres;
 mod postgres_restart;
 mod proxy_memory;
 mod redis;
+mod replica_failover;
 mod replicas;
 mod rotation_crash;
 mod shutdown;
