@@ -36,6 +36,7 @@ SECRET_VARS = {
     "PATCHBAY_MASTER_KEYS_FILE",
     "PATCHBAY_ADMIN_TOKEN_FILE",
     "PATCHBAY_SESSION_SIGNING_KEY_FILE",
+    "PATCHBAY_REDIS_URL_FILE",
 }
 
 
@@ -58,7 +59,7 @@ def generated_secrets(tmp_path: Path) -> Path:
 
 def test_compose_parses_and_names_only_files_that_exist(tmp_path):
     doc = compose()
-    assert set(doc["services"]) >= {"patchbay", "postgres"}, doc["services"].keys()
+    assert set(doc["services"]) >= {"patchbay", "postgres", "redis"}, doc["services"].keys()
     made = generated_secrets(tmp_path)
     named: list[tuple[str, Path]] = []
     for name, secret in (doc.get("secrets") or {}).items():
@@ -92,7 +93,13 @@ def test_compose_runs_patchbay_on_postgres_with_secrets_from_files():
     env = env_of(svc)
     assert SECRET_VARS <= env.keys(), f"missing: {sorted(SECRET_VARS - env.keys())}"
     # No secret in the compose file itself.
-    for plain in ("PATCHBAY_DATABASE_URL", "PATCHBAY_MASTER_KEYS", "PATCHBAY_ADMIN_TOKEN", "PATCHBAY_SESSION_SIGNING_KEY"):
+    for plain in (
+        "PATCHBAY_DATABASE_URL",
+        "PATCHBAY_MASTER_KEYS",
+        "PATCHBAY_ADMIN_TOKEN",
+        "PATCHBAY_SESSION_SIGNING_KEY",
+        "PATCHBAY_REDIS_URL",
+    ):
         assert plain not in env, f"{plain} is set in docker-compose.yml: use {plain}_FILE"
     mounted = {s if isinstance(s, str) else s["source"] for s in svc.get("secrets") or []}
     for var in SECRET_VARS:
@@ -101,6 +108,14 @@ def test_compose_runs_patchbay_on_postgres_with_secrets_from_files():
     pg = doc["services"]["postgres"]
     assert "POSTGRES_PASSWORD" not in env_of(pg), "the PostgreSQL password belongs in a secret file"
     assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
+    # Redis asks for a password; it lives only in secret files, and the
+    # service keeps nothing on disk (it carries invalidations and rate windows).
+    redis = doc["services"]["redis"]
+    command = redis["command"]
+    assert command[:2] == ["redis-server", "/run/secrets/redis_conf"], command
+    assert {"redis_conf", "redis_password"} <= {s if isinstance(s, str) else s["source"] for s in redis["secrets"]}
+    assert "--save" in command and "--appendonly" in command, command
 
 
 def test_dockerfile_debian_builder_slim_non_root_runtime_with_healthcheck_and_readme_build():
@@ -160,6 +175,15 @@ def test_compose_environment_serves_on_postgres(tmp_path):
         compose_url = urlsplit((made / "database_url").read_text().strip())
         assert compose_url.hostname == "postgres" and compose_url.path == "/patchbay", compose_url
         (made / "database_url").write_text(urlunsplit(parts._replace(path=f"/{db}")) + "\n")
+        # The compose file's Redis URL (password from redis_password), pointed at the test's Redis.
+        password = (made / "redis_password").read_text().strip()
+        assert (made / "redis_conf").read_text().strip() == f"requirepass {password}"
+        redis_url = urlsplit((made / "redis_url").read_text().strip())
+        assert (redis_url.hostname, redis_url.port, redis_url.password) == ("redis", 6379, password), redis_url
+        test_redis = os.environ.get("TEST_REDIS_URL")
+        if not test_redis:
+            unavailable("TEST_REDIS_URL unset (the local Redis, without a password)")
+        (made / "redis_url").write_text(test_redis + "\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PATCHBAY_")}
         for key, value in env_of(compose()["services"]["patchbay"]).items():
             if value.startswith("/run/secrets/"):
@@ -182,6 +206,14 @@ def test_compose_environment_serves_on_postgres(tmp_path):
             time.sleep(0.2)
         assert proc.poll() is None, f"patchbay exited {proc.returncode}: {proc.stdout.read()[-3000:]}"
         assert ready is not None and ready.status_code == 200 and ready.json()["database"] == "postgres", ready
+        # With Redis configured, the replica listens for invalidations there.
+        listening = ""
+        while time.monotonic() < deadline:
+            listening = requests.get(f"{url}/metrics", timeout=5).text
+            if "patchbay_invalidation_listening 1" in listening.splitlines():
+                break
+            time.sleep(0.2)
+        assert "patchbay_invalidation_listening 1" in listening.splitlines(), "not listening on Redis"
         token = (made / "admin_token").read_text().strip()
         keys = requests.get(f"{url}/api/v1/admin/keys", headers={"x-api-key": token}, timeout=10)
         assert keys.status_code == 200 and keys.json()["primary"] == "k1", keys.text

@@ -153,23 +153,12 @@ impl StripeClient {
         }
         let base = &self.config().api_base;
         let base_path = base.path().trim_end_matches('/');
-        let mut text = format!(
-            "{}://{}{base_path}/{path}",
-            base.scheme(),
-            base.host_str().unwrap_or_default(),
-        );
-        if let Some(port) = base.port() {
-            text = format!(
-                "{}://{}:{port}{base_path}/{path}",
-                base.scheme(),
-                base.host_str().unwrap_or_default()
-            );
-        }
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            text.push('?');
-            text.push_str(q);
-        }
-        let url = Url::parse(&text).map_err(|_| refuse("the path does not form a URL"))?;
+        // The base's scheme, host and port as parsed once; only the checked
+        // path and query are set (no host parsing per request).
+        let mut url = base.clone();
+        url.set_path(&format!("{base_path}/{path}"));
+        url.set_query(query.filter(|q| !q.is_empty()));
+        url.set_fragment(None);
         let same_origin = url.scheme() == base.scheme()
             && url.host_str() == base.host_str()
             && url.port_or_known_default() == base.port_or_known_default();
