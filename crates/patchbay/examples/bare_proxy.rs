@@ -140,8 +140,12 @@ fn main() {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let threads: Vec<_> = (0..cores)
             .map(|_| {
-                let (listen, base, authorization, shared) =
-                    (listen.clone(), base.clone(), authorization.clone(), shared.clone());
+                let (listen, base, authorization, shared) = (
+                    listen.clone(),
+                    base.clone(),
+                    authorization.clone(),
+                    shared.clone(),
+                );
                 std::thread::spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -167,8 +171,12 @@ fn main() {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let threads: Vec<_> = (0..cores)
             .map(|_| {
-                let (listen, base, authorization, client) =
-                    (listen.clone(), base.clone(), authorization.clone(), client.clone());
+                let (listen, base, authorization, client) = (
+                    listen.clone(),
+                    base.clone(),
+                    authorization.clone(),
+                    client.clone(),
+                );
                 std::thread::spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()

@@ -181,7 +181,23 @@ impl From<StoreError> for ServiceError {
 
 impl From<patchbay_vault::VaultError> for ServiceError {
     fn from(e: patchbay_vault::VaultError) -> Self {
-        Self::internal(&e)
+        use patchbay_vault::VaultError;
+        match e {
+            // A replica whose PATCHBAY_MASTER_KEYS lacks (or has the wrong value
+            // of) a key the data was sealed with: an operator's configuration,
+            // typically a rotation done out of order. Retrying may reach a
+            // replica that has the key; the log names the key to configure.
+            VaultError::UnknownMasterKey { .. } | VaultError::WrongMasterKey { .. } => {
+                error!(error = %e, "this replica cannot open a sealed secret: fix PATCHBAY_MASTER_KEYS");
+                Self::new(
+                    ErrorKind::Unavailable,
+                    "master_key_unavailable",
+                    "This server is not configured with the master key that sealed the data (a key rotation out of order, or a misconfigured replica). Retry shortly; if it persists, tell the operator, quoting the request id.",
+                )
+                .with_retry_after(5)
+            }
+            other => Self::internal(&other),
+        }
     }
 }
 
@@ -207,5 +223,32 @@ pub(crate) fn stripe_call_failed(e: patchbay_stripe::StripeError) -> ServiceErro
             "stripe_unexpected_response",
             other.to_string(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patchbay_vault::VaultError;
+
+    #[test]
+    fn a_missing_master_key_is_unavailable_and_names_no_key() {
+        for e in [
+            VaultError::UnknownMasterKey {
+                key_id: "k2".into(),
+            },
+            VaultError::WrongMasterKey {
+                key_id: "k2".into(),
+            },
+        ] {
+            let mapped = ServiceError::from(e);
+            assert_eq!(mapped.kind, ErrorKind::Unavailable);
+            assert_eq!(mapped.code, "master_key_unavailable");
+            assert_eq!(mapped.retry_after, Some(5));
+            assert!(!mapped.message.contains("k2"), "{}", mapped.message);
+        }
+        // Anything else the vault says stays an internal error.
+        let other = ServiceError::from(VaultError::Unauthentic);
+        assert_eq!(other.code, "internal_error");
     }
 }
