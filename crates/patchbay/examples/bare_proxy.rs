@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 #[derive(Clone)]
 enum Http {
     Reqwest(reqwest::Client),
-    Hyper(HyperClient<HttpConnector, Body>),
+    Hyper(Box<HyperClient<HttpConnector, Body>>),
 }
 
 #[derive(Clone)]
@@ -93,12 +93,12 @@ fn http(client: &str) -> Http {
         "hyper" => {
             let mut connector = HttpConnector::new();
             connector.set_nodelay(true);
-            Http::Hyper(
+            Http::Hyper(Box::new(
                 HyperClient::builder(TokioExecutor::new())
                     .pool_idle_timeout(std::time::Duration::from_secs(90))
                     .pool_max_idle_per_host(256)
                     .build(connector),
-            )
+            ))
         }
         _ => Http::Reqwest(
             reqwest::Client::builder()
