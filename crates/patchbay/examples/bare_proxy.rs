@@ -5,7 +5,7 @@
 //! authentication, limits, audit, metrics or logging: what is left is the
 //! cost of the HTTP stack itself.
 //!
-//!   cargo run --release -p patchbay --example bare_proxy -- <listen> <upstream base> <authorization> [reqwest|hyper] [shared|per-core]
+//!   cargo run --release -p patchbay --example bare_proxy -- <listen> <upstream base> <authorization> [reqwest|hyper] [shared|per-core|per-core-one-client]
 //!
 //! The last two choose the client (reqwest, as Patchbay; or hyper's own
 //! pooled client) and the runtime (tokio's work-stealing scheduler, as
@@ -120,92 +120,74 @@ fn router(base: &str, authorization: &str, http: Http) -> axum::Router {
     axum::Router::new().fallback(forward).with_state(state)
 }
 
+/// Serves each router on a single-threaded runtime of its own, each
+/// accepting on its own `SO_REUSEPORT` listener on `listen`.
+fn serve_per_core(listen: &str, routers: Vec<axum::Router>) {
+    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    let threads: Vec<_> = routers
+        .into_iter()
+        .map(|router| {
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                    socket.set_reuseport(true).expect("reuseport");
+                    socket.set_reuseaddr(true).expect("reuseaddr");
+                    socket.bind(addr).expect("bind");
+                    let listener = socket.listen(1024).expect("listen");
+                    axum::serve(listener, router).await.expect("serve");
+                });
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (listen, base, authorization) = match args.as_slice() {
         [_, l, b, a, ..] => (l.clone(), b.clone(), a.clone()),
         _ => {
             eprintln!(
-                "usage: bare_proxy <listen> <upstream base> <authorization> [reqwest|hyper] [shared|per-core]"
+                "usage: bare_proxy <listen> <upstream base> <authorization> [reqwest|hyper] [shared|per-core|per-core-one-client]"
             );
             std::process::exit(2);
         }
     };
     let client = args.get(4).cloned().unwrap_or_else(|| "reqwest".into());
     let runtime = args.get(5).cloned().unwrap_or_else(|| "shared".into());
-    if runtime == "per-core-one-client" {
-        // As per-core, with one client (and so one pool of upstream
-        // connections) shared by every runtime, as Patchbay's state would be.
-        let shared = http(&client);
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let threads: Vec<_> = (0..cores)
-            .map(|_| {
-                let (listen, base, authorization, shared) = (
-                    listen.clone(),
-                    base.clone(),
-                    authorization.clone(),
-                    shared.clone(),
-                );
-                std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("runtime");
-                    rt.block_on(async move {
-                        let addr: std::net::SocketAddr = listen.parse().expect("address");
-                        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-                        socket.set_reuseport(true).expect("reuseport");
-                        socket.bind(addr).expect("bind");
-                        let listener = socket.listen(1024).expect("listen");
-                        axum::serve(listener, router(&base, &authorization, shared))
-                            .await
-                            .expect("serve");
-                    });
-                })
-            })
-            .collect();
-        for t in threads {
-            let _ = t.join();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    match runtime.as_str() {
+        // A client (and pool of upstream connections) per runtime.
+        "per-core" => serve_per_core(
+            &listen,
+            (0..cores)
+                .map(|_| app(&base, &authorization, &client))
+                .collect(),
+        ),
+        // One client shared by every runtime, as Patchbay's state would be.
+        "per-core-one-client" => {
+            let shared = http(&client);
+            serve_per_core(
+                &listen,
+                (0..cores)
+                    .map(|_| router(&base, &authorization, shared.clone()))
+                    .collect(),
+            );
         }
-    } else if runtime == "per-core" {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let threads: Vec<_> = (0..cores)
-            .map(|_| {
-                let (listen, base, authorization, client) = (
-                    listen.clone(),
-                    base.clone(),
-                    authorization.clone(),
-                    client.clone(),
-                );
-                std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("runtime");
-                    rt.block_on(async move {
-                        let addr: std::net::SocketAddr = listen.parse().expect("address");
-                        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-                        socket.set_reuseport(true).expect("reuseport");
-                        socket.set_reuseaddr(true).expect("reuseaddr");
-                        socket.bind(addr).expect("bind");
-                        let listener = socket.listen(1024).expect("listen");
-                        axum::serve(listener, app(&base, &authorization, &client))
-                            .await
-                            .expect("serve");
-                    });
-                })
-            })
-            .collect();
-        for t in threads {
-            let _ = t.join();
+        _ => {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
+                axum::serve(listener, app(&base, &authorization, &client))
+                    .await
+                    .expect("serve");
+            });
         }
-    } else {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
-            axum::serve(listener, app(&base, &authorization, &client))
-                .await
-                .expect("serve");
-        });
     }
 }

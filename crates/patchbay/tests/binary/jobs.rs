@@ -2,13 +2,13 @@
 //! `kill -9` in the middle of a job leaves it to another replica once the lease
 //! expires, and two replicas on one database never run the same job twice.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{ADMIN, Client, Env, PgSchema, Server, data_dir, master_key};
+use crate::support::{ADMIN, Client, Env, PgSchema, Server, data_dir, master_key, wait_until};
 
 const SK: &str = "sk_test_51HjobsKILL9xyz0123456789ab";
 
@@ -27,19 +27,6 @@ async fn account_requests(stripe: &MockServer) -> usize {
         .iter()
         .filter(|r| r.url.path() == "/v1/account")
         .count()
-}
-
-/// Waits (bounded) until `check` holds, polling.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn status_of(client: &Client, token: &str, id: &str) -> Value {

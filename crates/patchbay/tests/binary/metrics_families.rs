@@ -11,7 +11,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{ADMIN, Client, Env, PgSchema, Server, data_dir, master_key};
+use crate::support::{ADMIN, Client, Env, PgSchema, Server, data_dir, master_key, wait_until};
 
 const SK: &str = "sk_test_51HmetricsFAMILIES0123456789ab";
 const WHSEC: &str = "whsec_metrics_families_0123456789";
@@ -251,18 +251,6 @@ fn parse_sample(line: &str) -> (String, Vec<(String, String)>) {
         remaining = &after[end + 1..];
     }
     (name.to_owned(), labels)
-}
-
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn every_family_after_real_work(db: Option<&str>, engine: &str) {

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::support::{ADMIN, Client, Env, PgSchema, Server, data_dir, master_key};
+use crate::support::{ADMIN, Client, Env, PgSchema, Server, data_dir, master_key, wait_until};
 
 /// The key whose first test call hangs at the fake: its validation job is in
 /// flight at the replica that gets killed.
@@ -60,29 +60,11 @@ fn bearer(request: &Request) -> String {
         .to_owned()
 }
 
-/// One form field, decoded (`+` and `%XX`).
+/// One form field, decoded.
 fn form_field(body: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let raw = text
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))?;
-    let raw = raw.replace('+', " ");
-    let bytes = raw.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%' && i + 3 <= bytes.len())
-            .then(|| u8::from_str_radix(&raw[i + 1..i + 3], 16).ok())
-            .flatten();
-        if let Some(b) = hex {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 impl Respond for FakeStripe {
@@ -174,19 +156,6 @@ async fn send(
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     ))
-}
-
-/// Waits (bounded) until `check` holds, polling.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Who holds the lease of the running re-validation of `connection` and of

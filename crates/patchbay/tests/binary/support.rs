@@ -304,3 +304,17 @@ pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join("data");
     (dir, path)
 }
+
+/// Waits until `check` holds, polling every 50 ms; fails the test naming
+/// `what` after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -2,28 +2,16 @@
 //! with `kill -9` while a delivery is in flight leaves it queued under its
 //! lease; after a restart the delivery is made, with the same `webhook-id`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use patchbay_stripe::webhook::sign_header;
 use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{ADMIN, Client, Env, PgSchema, Server, data_dir, master_key};
+use crate::support::{ADMIN, Client, Env, PgSchema, Server, data_dir, master_key, wait_until};
 
 const WHSEC: &str = "whsec_binary_tests_0123456789";
-
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn received(receiver: &MockServer) -> Vec<String> {
     receiver
