@@ -92,8 +92,14 @@ impl RateLimiter {
         livemode: bool,
         class: RateClass,
     ) -> Result<(), Duration> {
-        let slot = self.reserve(key, livemode, class, Instant::now())?;
-        tokio::time::sleep_until(slot).await;
+        let now = Instant::now();
+        let slot = self.reserve(key, livemode, class, now)?;
+        // A free slot is taken at once: tokio's timer rounds every deadline up
+        // to its next millisecond tick, so sleeping until "now" would add up
+        // to a millisecond to every call that is not limited at all.
+        if slot > now {
+            tokio::time::sleep_until(slot).await;
+        }
         Ok(())
     }
 
@@ -162,6 +168,26 @@ mod tests {
         }
         // 200 requests at 25 per second need seven more windows after the first.
         assert_eq!(slots[199] - start, Duration::from_millis(7000));
+    }
+
+    #[tokio::test]
+    async fn a_free_slot_is_taken_without_waiting_for_the_timer() {
+        use futures::FutureExt;
+        let l = limiter(3, 60_000);
+        for i in 0..3 {
+            assert!(
+                l.wait_for_slot("a", false, RateClass::Read)
+                    .now_or_never()
+                    .is_some(),
+                "request {i} is under the limit: it must not wait for a timer tick"
+            );
+        }
+        // The fourth must wait for the window to pass.
+        assert!(
+            l.wait_for_slot("a", false, RateClass::Read)
+                .now_or_never()
+                .is_none()
+        );
     }
 
     #[test]

@@ -189,7 +189,11 @@ impl Limiter for RedisLimiter {
             match answer {
                 Ok(Reservation::Reserved(wait)) => {
                     self.recovered();
-                    tokio::time::sleep(wait).await;
+                    // Not even a zero sleep: tokio rounds it up to its next
+                    // millisecond tick.
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
                     return Ok(());
                 }
                 Ok(Reservation::Refused(wait)) => {

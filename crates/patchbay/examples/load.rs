@@ -16,6 +16,19 @@
 //! (any answer but 2xx, or none), p50/p99 per kind, and the server's RSS
 //! (`/proc/<pid>/status`) after the warm-up, every ten seconds, and at the end.
 //! Settings come from the environment (see `Settings::from_env`).
+//!
+//! `load latency <name> <paths-file>`: the added latency of a call at a rate
+//! below saturation, behind `scripts/bench-proxy` scenario (l). CALLERS
+//! callers (50), each on its own kept-alive connection, send RATE requests/s
+//! in all, evenly spaced (request `i` is due at `start + i / RATE`, sent by
+//! caller `i % CALLERS`; its latency counts from when it was due if the
+//! caller's previous answer came later than that, so a slow answer that
+//! delays the next request shows as latency, else from when the timer
+//! fired, so tokio's millisecond timer does not count), for
+//! WARMUP seconds unmeasured, then DURATION seconds. Each line of the file is
+//! a URL; LATENCY_HEADER (`name: value`) is sent with each request, and with
+//! LATENCY_BODY the request is a POST of that JSON, else a GET. It prints one
+//! line: `<name> <count> <errors> <p50 ms> <p90 ms> <p99 ms> <max ms>`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -116,8 +129,17 @@ async fn main() {
             fake_stripe(port).await;
         }
         Some("run") => run(Settings::from_env()).await,
+        Some("latency") => {
+            let (Some(name), Some(file)) = (args.get(2), args.get(3)) else {
+                eprintln!("usage: load latency <name> <paths-file>");
+                std::process::exit(2);
+            };
+            latency(name, file).await;
+        }
         _ => {
-            eprintln!("usage: load fake-stripe <port> | load run (settings from the environment)");
+            eprintln!(
+                "usage: load fake-stripe <port> | load run | load latency <name> <paths-file> (settings from the environment)"
+            );
             std::process::exit(2);
         }
     }
@@ -424,6 +446,121 @@ async fn run(s: Settings) {
             );
         }
     }
+    if errors > 0 {
+        std::process::exit(1);
+    }
+}
+
+/// See the module documentation (`load latency`).
+async fn latency(name: &str, file: &str) {
+    let num = |var: &str, default: f64| -> f64 {
+        std::env::var(var)
+            .ok()
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{var} must be a number"))
+            })
+            .unwrap_or(default)
+    };
+    let rate = num("RATE", 1000.0);
+    let callers = num("CALLERS", 50.0) as usize;
+    let warmup = num("WARMUP", 3.0);
+    let duration = num("DURATION", 10.0);
+    let urls: Vec<String> = std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(!urls.is_empty(), "{file}: no URLs");
+    let header = std::env::var("LATENCY_HEADER").ok().map(|h| {
+        let (k, v) = h.split_once(':').expect("LATENCY_HEADER: name: value");
+        (k.trim().to_owned(), v.trim().to_owned())
+    });
+    let body = std::env::var("LATENCY_BODY").ok();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let warmup_n = (rate * warmup) as u64;
+    let total_n = warmup_n + (rate * duration) as u64;
+    let urls = Arc::new(urls);
+    let start = Instant::now() + Duration::from_millis(200);
+    let tasks: Vec<_> = (0..callers as u64)
+        .map(|k| {
+            let urls = urls.clone();
+            let header = header.clone();
+            let body = body.clone();
+            // One client each: each caller keeps its own connection.
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(1)
+                .tcp_nodelay(true)
+                .build()
+                .expect("HTTP client");
+            tokio::spawn(async move {
+                let mut measured = Vec::new();
+                let mut errors = 0u64;
+                let mut first_error = None;
+                let mut i = k;
+                while i < total_n {
+                    let due = start + interval.mul_f64(i as f64);
+                    // Late because the previous answer came after this one was
+                    // due: the server's doing, so latency counts from `due`.
+                    // Otherwise from the moment the timer fired (tokio's timer
+                    // ticks in whole milliseconds: up to 1 ms after `due`).
+                    let behind = Instant::now() > due;
+                    tokio::time::sleep_until(due).await;
+                    let from = if behind { due } else { Instant::now() };
+                    let url = &urls[i as usize % urls.len()];
+                    let mut request = match &body {
+                        Some(b) => http
+                            .post(url)
+                            .header("content-type", "application/json")
+                            .body(b.clone()),
+                        None => http.get(url),
+                    };
+                    if let Some((k, v)) = &header {
+                        request = request.header(k, v);
+                    }
+                    let outcome = match request.send().await {
+                        Ok(r) if r.status().is_success() => {
+                            r.bytes().await.map(|_| ()).map_err(|e| e.to_string())
+                        }
+                        Ok(r) => Err(format!("{url}: {}", r.status())),
+                        Err(e) => Err(format!("{url}: {e}")),
+                    };
+                    let ms = from.elapsed().as_secs_f64() * 1000.0;
+                    match outcome {
+                        Ok(()) if i >= warmup_n => measured.push(ms),
+                        Ok(()) => {}
+                        Err(e) => {
+                            errors += 1;
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                    i += callers as u64;
+                }
+                (measured, errors, first_error)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (measured, e, first) = task.await.expect("caller task");
+        all.extend(measured);
+        errors += e;
+        if let Some(first) = first {
+            eprintln!("{name}: error: {first}");
+        }
+    }
+    all.sort_by(f64::total_cmp);
+    println!(
+        "{name} {} {errors} {:.3} {:.3} {:.3} {:.3}",
+        all.len(),
+        percentile(&all, 0.50),
+        percentile(&all, 0.90),
+        percentile(&all, 0.99),
+        all.last().copied().unwrap_or(f64::NAN)
+    );
     if errors > 0 {
         std::process::exit(1);
     }
