@@ -6,7 +6,7 @@ use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use patchbay_core::api_key::Scope;
 use patchbay_stripe::actions::{ActionDef, Catalog, Kind, schema};
 use serde::{Deserialize, Serialize};
@@ -15,10 +15,10 @@ use serde_json::Value;
 use super::common::{BodyErrors, NotFound, StandardErrors};
 use super::proxy::Passthrough;
 use crate::auth::{AuditContext, Principal, Tenant};
-use crate::context::RequestId;
+use crate::context::{ExtraHeaders, RequestId};
 use crate::error::{ApiError, ErrorResponse, RelayedError};
 use crate::extract::{Json, parse_id};
-use crate::services::actions::{self, ActionOutput, Capability};
+use crate::services::actions::{self, ActionFailure, ActionOutput, Capability};
 use crate::services::error::ServiceError;
 use crate::state::AppState;
 
@@ -165,8 +165,9 @@ pub struct CallAction {
         BodyErrors,
         (status = 422, description = "The config breaks a rule; `param` names the field (`config.amount`)", body = ErrorResponse),
         (status = 429, description = "Stripe's rate limit, verbatim", body = RelayedError),
-        (status = 502, description = "Stripe could not be reached", body = ErrorResponse),
+        (status = 502, description = "Stripe could not be reached. A write's answer carries the `Idempotency-Key` it was sent with: retry with that key, Stripe acts at most once", body = ErrorResponse),
         (status = 503, description = "The database is not answering, or Stripe's 503, verbatim", body = RelayedError),
+        (status = 504, description = "Stripe did not answer in time. A write's answer carries the `Idempotency-Key` it was sent with: retry with that key, Stripe acts at most once", body = ErrorResponse),
     ))]
 pub async fn call_action(
     Tenant(tenant): Tenant,
@@ -183,7 +184,7 @@ pub async fn call_action(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 255)
         .map(str::to_owned);
-    let output = actions::run(
+    let output = match actions::run(
         &state,
         &tenant,
         &ctx,
@@ -192,7 +193,11 @@ pub async fn call_action(
         &body.config,
         idempotency,
     )
-    .await?;
+    .await
+    {
+        Ok(output) => output,
+        Err(failure) => return Ok(failure_response(failure)),
+    };
     let internal = |e: &dyn std::fmt::Display| ApiError::from(ServiceError::internal(e));
     let mut response = match output {
         ActionOutput::Answer {
@@ -226,6 +231,22 @@ pub async fn call_action(
     };
     response.extensions_mut().insert(Passthrough);
     Ok(response)
+}
+
+/// Patchbay's envelope for a failed action; when the write was sent and no
+/// answer came, with the `Idempotency-Key` it carried (retry with it).
+fn failure_response(failure: ActionFailure) -> Response {
+    let mut response = ApiError::from(failure.error).into_response();
+    if let Some(value) = failure
+        .idempotency_key
+        .and_then(|k| HeaderValue::from_str(&k).ok())
+    {
+        let mut headers = HeaderMap::new();
+        headers.insert("idempotency-key", value);
+        // Kept apart so it survives the envelope the request-context layer renders.
+        response.extensions_mut().insert(ExtraHeaders(headers));
+    }
+    response
 }
 
 /// Per action: `available`, `missing_permission` (named) or `unknown`.

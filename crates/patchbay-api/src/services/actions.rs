@@ -63,6 +63,26 @@ impl std::fmt::Debug for ActionOutput {
     }
 }
 
+/// A refused or failed action. When the Stripe call was made and no answer
+/// came (Stripe unreachable, timed out), it carries the `Idempotency-Key` the
+/// call was sent with, so the caller can retry it safely with that key.
+#[derive(Debug)]
+pub struct ActionFailure {
+    /// What went wrong.
+    pub error: ServiceError,
+    /// The key the write was sent with, if it was sent.
+    pub idempotency_key: Option<String>,
+}
+
+impl From<ServiceError> for ActionFailure {
+    fn from(error: ServiceError) -> Self {
+        Self {
+            error,
+            idempotency_key: None,
+        }
+    }
+}
+
 fn unknown_action(name: &str) -> ServiceError {
     let near = Catalog::builtin().suggest(name);
     ServiceError::new(
@@ -97,12 +117,13 @@ pub async fn run(
     action: &str,
     config: &Value,
     idempotency_header: Option<String>,
-) -> Result<ActionOutput, ServiceError> {
+) -> Result<ActionOutput, ActionFailure> {
     if !caller.scopes.allows(Scope::Proxy) {
         return Err(ServiceError::forbidden(
             "insufficient_scope",
             "This API key lacks the 'proxy' scope needed to call Stripe through a connection.",
-        ));
+        )
+        .into());
     }
     let started = Instant::now();
     let (mut call, permission) = if action == RAW_REQUEST {
@@ -130,7 +151,8 @@ pub async fn run(
                 "Connection {id} is '{}', not 'active': validate it or fix its credential first.",
                 conn.status.as_str()
             ),
-        ));
+        )
+        .into());
     }
     let stripe_account = match (&opened.credential, &call.stripe_account) {
         (Credential::ConnectGrant(grant), Some(asked)) if *asked != grant.account => {
@@ -138,7 +160,8 @@ pub async fn run(
                 "stripe_account_conflict",
                 "This connection is a Connect grant for another account; its calls always act on its own account.",
             )
-            .with_param("config.stripeAccount"));
+            .with_param("config.stripeAccount")
+            .into());
         }
         (Credential::ConnectGrant(grant), _) => Some(grant.account.clone()),
         (Credential::ApiKey(_), asked) => asked.clone(),
@@ -156,10 +179,38 @@ pub async fn run(
         stripe_account,
         version,
     };
+    let audit = |status: u16, request_id: Option<String>| {
+        ctx.event(
+            caller.tenant_id,
+            "action.called",
+            id,
+            json!({
+                "action": action,
+                "status": status,
+                "stripe_request_id": request_id,
+                "duration_ms": started.elapsed().as_millis() as u64,
+            }),
+        )
+    };
+    // A call that got no answer is audited too, with the status it answers.
+    let failed = |error: ServiceError, idempotency_key: Option<String>| async move {
+        let status = crate::error::ApiError::from(error.clone()).status.as_u16();
+        state.audit_log.record(audit(status, None)).await;
+        ActionFailure {
+            error,
+            idempotency_key,
+        }
+    };
     let output = match call.auto_paginate {
-        Some(auto) => paginate(target, call, auto).await?,
+        Some(auto) => match paginate(target, call, auto).await {
+            Ok(output) => output,
+            Err(e) => return Err(failed(e, None).await),
+        },
         None => {
-            let response = target.send(&call).await?;
+            let response = match target.send(&call).await {
+                Ok(response) => response,
+                Err(e) => return Err(failed(e, call.idempotency_key.clone()).await),
+            };
             let output = ActionOutput::Answer {
                 status: response.status.as_u16(),
                 request_id: response.request_id.clone(),
@@ -183,18 +234,7 @@ pub async fn run(
         } => (*status, request_id.clone()),
         ActionOutput::Stream { request_id, .. } => (200, request_id.clone()),
     };
-    let event = ctx.event(
-        caller.tenant_id,
-        "action.called",
-        id,
-        json!({
-            "action": action,
-            "status": status,
-            "stripe_request_id": request_id,
-            "duration_ms": started.elapsed().as_millis() as u64,
-        }),
-    );
-    state.audit_log.record(event).await;
+    state.audit_log.record(audit(status, request_id)).await;
     Ok(output)
 }
 

@@ -386,3 +386,113 @@ async fn the_catalogue_is_served_with_schemas() {
         .await;
     assert_eq!(missing.status, 404);
 }
+
+/// A write whose answer never came (Stripe too slow, on every attempt) fails
+/// with Patchbay's envelope and hands back the `Idempotency-Key` it was sent
+/// with — the same one on each attempt — so the caller can retry safely
+/// without knowing whether Stripe acted; the failed call is audited.
+#[tokio::test]
+async fn an_unanswered_write_returns_its_idempotency_key_and_is_audited() {
+    let app = TestApp::build(
+        |_| {},
+        |c| c.timeout = std::time::Duration::from_millis(200),
+    )
+    .await;
+    let (tenant, token, conn) = setup(&app, SK).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "cus_late", "object": "customer"}))
+                .set_delay(std::time::Duration::from_secs(2)),
+        )
+        .mount(&app.stripe)
+        .await;
+    let reply = call(
+        &app,
+        &token,
+        &conn,
+        json!({"action": "stripe.createCustomer", "config": {"email": "late@example.com"}}),
+    )
+    .await;
+    assert!(
+        reply.status == 504 || reply.status == 502,
+        "{}: {}",
+        reply.status,
+        reply.text
+    );
+    assert_envelope(&reply);
+    let key = reply.headers["idempotency-key"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with("patchbay-"), "{key}");
+    let sent = app.stripe.received_requests().await.unwrap();
+    let attempts: Vec<_> = sent
+        .iter()
+        .filter(|r| r.url.path() == "/v1/customers")
+        .collect();
+    assert_eq!(attempts.len(), 2, "one attempt and one retry");
+    for attempt in attempts {
+        assert_eq!(attempt.headers["idempotency-key"], key.as_str());
+    }
+
+    // The caller's own key comes back the same way.
+    let mine = app
+        .bearer(
+            Method::POST,
+            &format!("/api/v1/connections/{conn}/actions"),
+            &token,
+            &[("idempotency-key", "order-42-customer")],
+            Some(
+                json!({"action": "stripe.createCustomer", "config": {"email": "late@example.com"}}),
+            ),
+        )
+        .await;
+    assert!(mine.status.is_server_error(), "{}", mine.text);
+    assert_eq!(mine.headers["idempotency-key"], "order-42-customer");
+
+    // A read that fails carries no key.
+    Mock::given(method("GET"))
+        .and(path("/v1/customers/cus_slow"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(2)))
+        .mount(&app.stripe)
+        .await;
+    let read = call(
+        &app,
+        &token,
+        &conn,
+        json!({"action": "stripe.getCustomer", "config": {"customerId": "cus_slow"}}),
+    )
+    .await;
+    assert!(read.status.is_server_error(), "{}", read.text);
+    assert!(read.headers.get("idempotency-key").is_none());
+
+    // Each failed call is in the audit log with the status it answered.
+    let mut statuses = Vec::new();
+    for _ in 0..50 {
+        let events = app
+            .get(
+                &format!("/api/v1/audit-events?action=action.called&tenant_id={tenant}"),
+                ADMIN,
+            )
+            .await;
+        statuses = events.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["details"]["status"].as_u64().unwrap())
+            .collect();
+        if statuses.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(statuses.len(), 3, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == u64::from(reply.status.as_u16())),
+        "{statuses:?}"
+    );
+}
