@@ -319,13 +319,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank - 1]
 }
 
-async fn run(s: Settings) {
-    let http = reqwest::Client::builder()
+/// The generator's HTTP client, keeping up to `idle` connections per host.
+fn client(idle: usize) -> reqwest::Client {
+    reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(1024)
+        .pool_max_idle_per_host(idle)
         .tcp_nodelay(true)
         .build()
-        .expect("HTTP client");
+        .expect("HTTP client")
+}
+
+async fn run(s: Settings) {
+    let http = client(1024);
     let targets = Arc::new(setup(&http, &s).await);
     let results = Arc::new(Mutex::new(Results::default()));
     let interval = Duration::from_secs_f64(1.0 / s.rate);
@@ -489,12 +494,7 @@ async fn latency(name: &str, file: &str) {
             let header = header.clone();
             let body = body.clone();
             // One client each: each caller keeps its own connection.
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(1)
-                .tcp_nodelay(true)
-                .build()
-                .expect("HTTP client");
+            let http = client(1);
             tokio::spawn(async move {
                 let mut measured = Vec::new();
                 let mut errors = 0u64;

@@ -469,25 +469,12 @@ async fn an_unanswered_write_returns_its_idempotency_key_and_is_audited() {
     assert!(read.headers.get("idempotency-key").is_none());
 
     // Each failed call is in the audit log with the status it answered.
-    let mut statuses = Vec::new();
-    for _ in 0..50 {
-        let events = app
-            .get(
-                &format!("/api/v1/audit-events?action=action.called&tenant_id={tenant}"),
-                ADMIN,
-            )
-            .await;
-        statuses = events.body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["details"]["status"].as_u64().unwrap())
-            .collect();
-        if statuses.len() == 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let statuses: Vec<u64> = app
+        .audit_events("action.called", &tenant, 3)
+        .await
+        .iter()
+        .map(|e| e["details"]["status"].as_u64().unwrap())
+        .collect();
     assert_eq!(statuses.len(), 3, "{statuses:?}");
     assert!(
         statuses

@@ -191,6 +191,27 @@ impl TestApp {
         self.send(request).await
     }
 
+    /// The tenant's audit events of `action`, newest first, once there are at
+    /// least `want` (the audit log writes off the request path); what there
+    /// is after 2.5 s otherwise.
+    pub async fn audit_events(&self, action: &str, tenant: &str, want: usize) -> Vec<Value> {
+        let mut events = Vec::new();
+        for _ in 0..50 {
+            let reply = self
+                .get(
+                    &format!("/api/v1/audit-events?action={action}&tenant_id={tenant}"),
+                    ADMIN,
+                )
+                .await;
+            events = reply.body["data"].as_array().cloned().unwrap_or_default();
+            if events.len() >= want {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        events
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Reply {
         self.call(Method::GET, path, Some(token), None).await
     }
