@@ -64,8 +64,8 @@ pub struct StripeClient {
 struct Inner {
     http: reqwest::Client,
     /// For the proxy: no whole-request timeout (a long body streams), a
-    /// per-read idle timeout instead.
-    streaming: reqwest::Client,
+    /// per-read idle timeout instead (see [`crate::streaming`]).
+    streaming: crate::streaming::StreamingClient,
     config: ClientConfig,
     limiter: Arc<dyn Limiter>,
 }
@@ -105,19 +105,9 @@ impl StripeClient {
                     "HTTP client setup failed: {e}"
                 )))
             })?;
-        let streaming = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
-                StripeError::InvalidRequest(Redacted::ours(format!(
-                    "HTTP client setup failed: {e}"
-                )))
-            })?;
+        let streaming = crate::streaming::client(config.connect_timeout).map_err(|e| {
+            StripeError::InvalidRequest(Redacted::ours(format!("HTTP client setup failed: {e}")))
+        })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -133,7 +123,7 @@ impl StripeClient {
         &self.inner.config
     }
 
-    pub(crate) fn streaming_http(&self) -> &reqwest::Client {
+    pub(crate) fn streaming_http(&self) -> &crate::streaming::StreamingClient {
         &self.inner.streaming
     }
 

@@ -19,6 +19,7 @@ pub mod redis_link;
 mod request;
 mod response;
 mod retry;
+pub mod streaming;
 mod test_call;
 mod version;
 pub mod webhook;

@@ -21,17 +21,27 @@ use crate::metrics::{self, RetryReason, Via};
 use crate::rate_limit::RateClass;
 use crate::redact::{Redacted, redact};
 use crate::retry::RetryPolicy;
+use crate::streaming::{self, IdleTimeout, OutgoingBody};
 use crate::{StripeClient, StripeError};
 
 /// A request body for the proxy.
-#[derive(Debug)]
 pub enum RawBody {
     /// No body.
     Empty,
     /// A small body already in memory (may be retried).
     Buffered(bytes::Bytes),
     /// A body streamed from the caller (sent once).
-    Stream(reqwest::Body),
+    Stream(OutgoingBody),
+}
+
+impl std::fmt::Debug for RawBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("Empty"),
+            Self::Buffered(b) => write!(f, "Buffered({} bytes)", b.len()),
+            Self::Stream(_) => f.write_str("Stream"),
+        }
+    }
 }
 
 impl RawBody {
@@ -40,9 +50,13 @@ impl RawBody {
     where
         S: futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
     {
-        Self::Stream(reqwest::Body::wrap_stream(stream))
+        Self::Stream(streaming::streamed(stream))
     }
 }
+
+/// Stripe's answer to a proxied request: its head, and its body unread
+/// (streamed, failing if it stalls longer than the client's timeout).
+pub type ProxyResponse = http::Response<IdleTimeout>;
 
 /// A caller's request, its headers already filtered to what may be forwarded.
 #[derive(Debug)]
@@ -178,8 +192,10 @@ impl StripeClient {
         key: &SecretString,
         request: RawRequest,
         rate: Option<RateKey<'_>>,
-    ) -> Result<reqwest::Response, StripeError> {
+    ) -> Result<ProxyResponse, StripeError> {
         let url = self.proxy_url(&request.path, request.query.as_deref())?;
+        let uri = http::Uri::try_from(url.as_str())
+            .map_err(|_| refuse("the path is not a valid request target"))?;
         let mut headers = request.headers;
         let mut auth = HeaderValue::try_from(format!("Bearer {}", key.expose_secret()))
             .map_err(|_| refuse("the stored key is not a valid header value"))?;
@@ -206,24 +222,34 @@ impl StripeClient {
             RawBody::Stream(s) => (Some(s), None),
         };
         let retry_safe = request.retries && idempotent && buffered.is_some();
+        let timeout = self.config().timeout;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             self.wait_for_slot(rate, class).await?;
-            let mut builder = self
-                .streaming_http()
-                .request(request.method.clone(), url.clone())
-                .headers(headers.clone());
-            if let Some(body) = &buffered {
-                if !body.is_empty() {
-                    builder = builder.body(body.clone());
-                }
-            } else if let Some(body) = stream.take() {
-                builder = builder.body(body);
-            }
+            let body = match (&buffered, stream.take()) {
+                (Some(b), _) if b.is_empty() => streaming::empty(),
+                (Some(b), _) => streaming::full(b.clone()),
+                (None, Some(s)) => s,
+                (None, None) => streaming::empty(),
+            };
+            let mut outgoing = http::Request::new(body);
+            *outgoing.method_mut() = request.method.clone();
+            *outgoing.uri_mut() = uri.clone();
+            *outgoing.headers_mut() = headers.clone();
             let may_retry = retry_safe && attempt <= policy.max_retries;
             let started = Instant::now();
-            let answer = builder.send().await;
+            // The head within the timeout; the body then streams (see `IdleTimeout`).
+            let answer = match tokio::time::timeout(
+                timeout,
+                self.streaming_http().request(outgoing),
+            )
+            .await
+            {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) => Err(describe(&e)),
+                Err(_) => Err(format!("timed out: no answer within {timeout:?}")),
+            };
             match &answer {
                 Ok(response) => metrics::answered(Via::Proxy, response.status(), started.elapsed()),
                 Err(_) => metrics::unanswered(Via::Proxy, started.elapsed()),
@@ -239,10 +265,10 @@ impl StripeClient {
                         tokio::time::sleep(policy.backoff(attempt, Some(response.headers()))).await;
                         continue;
                     }
-                    return Ok(response);
+                    return Ok(response.map(|body| IdleTimeout::new(body, timeout)));
                 }
                 Err(e) => {
-                    let message = redact(&crate::client::describe(e), Some(key));
+                    let message = redact(&e, Some(key));
                     if may_retry {
                         metrics::retry(Via::Proxy, RetryReason::NoAnswer);
                         tokio::time::sleep(policy.backoff(attempt, None)).await;
@@ -256,6 +282,22 @@ impl StripeClient {
             }
         }
     }
+}
+
+/// What went wrong with an attempt that got no answer, with its causes.
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let what = if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut text = format!("{what}: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -584,3 +584,80 @@ async fn a_queue_longer_than_the_wait_limit_fails_fast() {
     let write = StripeRequest::new(Method::POST, "/v1/customers");
     assert!(client.send(sk.secret(), write, rate).await.is_ok());
 }
+
+/// The raw proxy's client: no whole-request timeout, but the answer's head
+/// must come within the timeout and each body read must make progress within
+/// it. A server that sends the head and part of the body, then goes silent.
+#[tokio::test]
+async fn a_proxied_answer_that_stalls_fails_after_the_idle_timeout() {
+    use http_body_util::BodyExt;
+    use patchbay_stripe::proxy::{RawBody, RawRequest};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if head.starts_with("GET /v1/slow_head") {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
+                }
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id\":\"cus_",
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let client = StripeClient::new(config(&base)).unwrap();
+    let request = |path: &str| RawRequest {
+        method: Method::GET,
+        path: path.to_owned(),
+        query: None,
+        headers: Default::default(),
+        body: RawBody::Empty,
+        retries: false,
+    };
+    let secret = SecretString::from(SK);
+
+    // The head came: the answer is handed back, and its body fails once it
+    // stalls for the timeout (500 ms here), not after the 30 s of silence.
+    let started = Instant::now();
+    let response = client
+        .forward(&secret, request("v1/customers/cus_1"), None)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let read = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+        .await
+        .expect("the stalled body must fail, not hang");
+    let error = read.unwrap_err();
+    assert!(error.to_string().contains("stalled"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // No head within the timeout: no answer, reported as unreachable.
+    let slow = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.forward(&secret, request("v1/slow_head"), None),
+    )
+    .await
+    .expect("a missing head must time out, not hang");
+    match slow {
+        Err(StripeError::Unreachable { message, attempts }) => {
+            assert_eq!(attempts, 1);
+            assert!(
+                message.as_str().contains("timed out"),
+                "{}",
+                message.as_str()
+            );
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+}

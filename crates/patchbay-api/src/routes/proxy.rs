@@ -267,26 +267,20 @@ async fn forward(
             }
         })?;
 
-    let status =
-        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut response = Response::builder().status(status);
+    let (upstream, upstream_body) = upstream.into_parts();
+    let status = upstream.status;
+    let mut response = Response::new(Body::new(upstream_body));
+    *response.status_mut() = status;
     let mut request_id = None;
-    if let Some(out) = response.headers_mut() {
-        for name in RETURNED {
-            if let Some(value) = upstream.headers().get(name)
-                && let Ok(value) = HeaderValue::from_bytes(value.as_bytes())
-            {
-                if name == "request-id" {
-                    request_id = value.to_str().ok().map(str::to_owned);
-                }
-                out.insert(name, value);
+    let out = response.headers_mut();
+    for name in RETURNED {
+        if let Some(value) = upstream.headers.get(name) {
+            if name == "request-id" {
+                request_id = value.to_str().ok().map(str::to_owned);
             }
+            out.insert(name, value.clone());
         }
     }
-    let stream = upstream.bytes_stream();
-    let mut response = response
-        .body(Body::from_stream(stream))
-        .map_err(|e| ApiError::from(ServiceError::internal(&e)))?;
     response.extensions_mut().insert(Passthrough);
 
     let request_ids = parts.extensions.get::<RequestId>();
