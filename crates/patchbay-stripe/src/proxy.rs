@@ -227,11 +227,13 @@ impl StripeClient {
         loop {
             attempt += 1;
             self.wait_for_slot(rate, class).await?;
-            let body = match (&buffered, stream.take()) {
-                (Some(b), _) if b.is_empty() => streaming::empty(),
-                (Some(b), _) => streaming::full(b.clone()),
-                (None, Some(s)) => s,
-                (None, None) => streaming::empty(),
+            // The streamed body goes out once (no retry); a buffered one each time.
+            let body = match stream.take() {
+                Some(s) => s,
+                None => match buffered.as_ref().filter(|b| !b.is_empty()) {
+                    Some(b) => streaming::full(b.clone()),
+                    None => streaming::empty(),
+                },
             };
             let mut outgoing = http::Request::new(body);
             *outgoing.method_mut() = request.method.clone();

@@ -81,12 +81,15 @@ where
 
 /// Stripe's answer body, failing when a read makes no progress for `idle`.
 /// A timer is armed only while a read is waiting, so a body that is already
-/// there (most of Stripe's answers) costs none.
+/// there (most of Stripe's answers) costs none; a long stream reuses one timer,
+/// re-armed at each wait.
 #[derive(Debug)]
 pub struct IdleTimeout<B = Incoming> {
     inner: B,
     idle: Duration,
     timer: Option<Pin<Box<Sleep>>>,
+    /// Whether the timer counts the current wait.
+    armed: bool,
 }
 
 impl<B> IdleTimeout<B> {
@@ -96,6 +99,7 @@ impl<B> IdleTimeout<B> {
             inner,
             idle,
             timer: None,
+            armed: false,
         }
     }
 }
@@ -120,17 +124,23 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.timer = None;
+                this.armed = false;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
                 let idle = this.idle;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                let timer = match (&mut this.timer, this.armed) {
+                    (Some(timer), true) => timer,
+                    (Some(timer), false) => {
+                        timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                        timer
+                    }
+                    (None, _) => this.timer.insert(Box::pin(tokio::time::sleep(idle))),
+                };
+                this.armed = true;
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
-                        this.timer = None;
+                        this.armed = false;
                         Poll::Ready(Some(Err(Box::new(Stalled(idle)))))
                     }
                     Poll::Pending => Poll::Pending,
@@ -180,5 +190,32 @@ mod tests {
             .unwrap()
             .to_bytes();
         assert_eq!(whole, Bytes::from_static(b"{}"));
+    }
+
+    #[tokio::test]
+    async fn each_wait_gets_the_whole_idle_time_and_a_later_stall_still_fails() {
+        // Three chunks each 60 ms apart (under the 150 ms idle time, 180 ms in
+        // all: more than one idle time), then silence.
+        let chunks = futures::stream::unfold(0u8, |n| async move {
+            if n < 3 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                Some((
+                    Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'x']))),
+                    n + 1,
+                ))
+            } else {
+                futures::future::pending().await
+            }
+        });
+        let mut body = IdleTimeout::new(
+            StreamBody::new(Box::pin(chunks)),
+            Duration::from_millis(150),
+        );
+        for _ in 0..3 {
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), Bytes::from_static(b"x"));
+        }
+        let stalled = body.frame().await.unwrap().unwrap_err();
+        assert!(stalled.is::<Stalled>(), "{stalled}");
     }
 }

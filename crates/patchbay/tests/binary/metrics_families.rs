@@ -324,23 +324,10 @@ async fn every_family_after_real_work(db: Option<&str>, engine: &str) {
 
     // A delivery (a job of kind webhook.deliver): a subscription, a Stripe
     // endpoint, and a signed event to it.
-    let (s, sub) = client
-        .post(
-            "/api/v1/event-subscriptions",
-            &token,
-            json!({"url": format!("{}/hook", receiver.uri()), "events": ["invoice.paid"]}),
-        )
+    client
+        .subscribe_invoice_paid(&token, &format!("{}/hook", receiver.uri()))
         .await;
-    assert_eq!(s, 201, "{sub}");
-    let (s, endpoint) = client
-        .post(
-            &format!("/api/v1/connections/{conn}/webhook-endpoints"),
-            &token,
-            json!({"signing_secret": WHSEC}),
-        )
-        .await;
-    assert_eq!(s, 201, "{endpoint}");
-    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+    let endpoint = client.webhook_endpoint(&token, &conn, WHSEC).await;
     let body = json!({"id": "evt_1Metrics", "object": "event", "type": "invoice.paid",
         "created": 1_763_900_000, "livemode": false, "data": {"object": {"id": "in_1"}}})
     .to_string();

@@ -547,23 +547,9 @@ async fn a_replica_killed_mid_load_loses_no_acknowledged_request_postgres() {
         .await;
     assert_eq!(s, 201, "{c}");
     let hang_conn = c["id"].as_str().unwrap().to_owned();
-    let (s, sub) = cb
-        .post(
-            "/api/v1/event-subscriptions",
-            &owner,
-            json!({"url": format!("{}/hook", receiver.uri()), "events": ["invoice.paid"]}),
-        )
+    cb.subscribe_invoice_paid(&owner, &format!("{}/hook", receiver.uri()))
         .await;
-    assert_eq!(s, 201, "{sub}");
-    let (s, endpoint) = cb
-        .post(
-            &format!("/api/v1/connections/{hang_conn}/webhook-endpoints"),
-            &owner,
-            json!({"signing_secret": WHSEC}),
-        )
-        .await;
-    assert_eq!(s, 201, "{endpoint}");
-    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+    let endpoint = cb.webhook_endpoint(&owner, &hang_conn, WHSEC).await;
     let (s, receipt) = post_event(&b.base, &endpoint, WHSEC, "evt_1Failover")
         .await
         .unwrap();
@@ -800,19 +786,12 @@ async fn sealed_tenant(client: &Client, n: usize) -> Sealed {
     assert_eq!(s, 201, "{c}");
     let conn = c["id"].as_str().unwrap().to_owned();
     let whsec = format!("whsec_rolling_{n:04}_0123456789abcdef");
-    let (s, e) = client
-        .post(
-            &format!("/api/v1/connections/{conn}/webhook-endpoints"),
-            &token,
-            json!({"signing_secret": whsec}),
-        )
-        .await;
-    assert_eq!(s, 201, "{e}");
+    let endpoint = client.webhook_endpoint(&token, &conn, &whsec).await;
     Sealed {
         token,
         conn,
         key,
-        endpoint: e["id"].as_str().unwrap().to_owned(),
+        endpoint,
         whsec,
     }
 }

@@ -230,6 +230,31 @@ impl Client {
         self.call(reqwest::Method::GET, path, token, None).await
     }
 
+    /// Subscribes the tenant to `invoice.paid` events, delivered to `url`.
+    pub async fn subscribe_invoice_paid(&self, token: &str, url: &str) {
+        let (s, sub) = self
+            .post(
+                "/api/v1/event-subscriptions",
+                token,
+                json!({"url": url, "events": ["invoice.paid"]}),
+            )
+            .await;
+        assert_eq!(s, 201, "{sub}");
+    }
+
+    /// A Stripe webhook endpoint for connection `conn`, signed with `whsec`: its id.
+    pub async fn webhook_endpoint(&self, token: &str, conn: &str, whsec: &str) -> String {
+        let (s, endpoint) = self
+            .post(
+                &format!("/api/v1/connections/{conn}/webhook-endpoints"),
+                token,
+                json!({"signing_secret": whsec}),
+            )
+            .await;
+        assert_eq!(s, 201, "{endpoint}");
+        endpoint["id"].as_str().unwrap().to_owned()
+    }
+
     /// A tenant with an admin-scoped key: (tenant id, token).
     pub async fn tenant(&self) -> (String, String) {
         let (s, t) = self

@@ -68,23 +68,10 @@ async fn killed_mid_delivery_delivers_after_restart(db: Option<&str>) {
         .await;
     assert_eq!(s, 201, "{c}");
     let conn = c["id"].as_str().unwrap().to_owned();
-    let (s, sub) = client
-        .post(
-            "/api/v1/event-subscriptions",
-            &token,
-            json!({"url": format!("{}/hook", receiver.uri()), "events": ["invoice.paid"]}),
-        )
+    client
+        .subscribe_invoice_paid(&token, &format!("{}/hook", receiver.uri()))
         .await;
-    assert_eq!(s, 201, "{sub}");
-    let (s, endpoint) = client
-        .post(
-            &format!("/api/v1/connections/{conn}/webhook-endpoints"),
-            &token,
-            json!({"signing_secret": WHSEC}),
-        )
-        .await;
-    assert_eq!(s, 201, "{endpoint}");
-    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+    let endpoint = client.webhook_endpoint(&token, &conn, WHSEC).await;
 
     let body = json!({"id": "evt_1Kill9", "object": "event", "type": "invoice.paid",
         "created": 1_763_900_000, "livemode": false, "data": {"object": {"id": "in_1"}}})
